@@ -1,0 +1,86 @@
+"""The ``perception-r1`` command line. Each command is a thin shell over a library function."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from perception_r1 import __version__
+from perception_r1.errors import UserError
+from perception_r1.registry import PluginError, get_registry
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="perception-r1")
+def cli() -> None:
+    """Train and evaluate visual perception policies with rule-based RL (GRPO).
+
+    Every task is a plugin: `perception-r1 tasks` lists what is installed.
+    """
+
+
+@cli.command()
+def plugins() -> None:
+    """Print the installed plugins, their tasks, rewards and versions as JSON."""
+    registry = get_registry()
+    click.echo(json.dumps([p.as_dict() for p in registry.plugins.values()], indent=2))
+
+
+@cli.command()
+def tasks() -> None:
+    """Print a table of the installed tasks."""
+    from rich.console import Console
+    from rich.table import Table
+
+    registry = get_registry()
+    table = Table("task", "plugin", "coords", "reward range", "metric", "description")
+    owners = {t: p.name for p in registry.plugins.values() for t in p.tasks}
+    for name in sorted(registry.tasks):
+        task = registry.tasks[name]
+        lo, hi = task.reward_range
+        table.add_row(name, owners[name], task.coord_space, f"[{lo:g}, {hi:g}]", task.primary_metric, task.description)
+    Console(width=max(120, Console().width)).print(table)
+
+
+def _register_commands() -> None:
+    # Commands with heavy imports (torch, transformers) live in their own modules and import lazily.
+    from perception_r1 import commands
+
+    for command in commands.ALL:
+        cli.add_command(command)
+
+
+# click >= 8.2 raises this for a bare group call in non-standalone mode
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user-fixable errors become one line on stderr and exit code 2, never a traceback."""
+    _register_commands()
+    try:
+        cli.main(args=argv, prog_name="perception-r1", standalone_mode=False)
+    except _NO_ARGS_IS_HELP as exc:  # `perception-r1` alone: help, not an error
+        click.echo(exc.ctx.get_help() if exc.ctx else "")
+        return 0
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"perception-r1: error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except (UserError, PluginError) as exc:
+        click.echo(f"perception-r1: error: {exc}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("perception-r1: aborted", err=True)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"perception-r1: error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""Commands added to the CLI group. Each module named here exposes a click command called ``command``;
+heavy imports (torch, transformers) stay inside the command bodies so `--help` stays fast."""
+
+from importlib import import_module
+
+MODULES: list[str] = []
+
+ALL = [import_module(f"perception_r1.{name}").command for name in MODULES]

@@ -1,0 +1,261 @@
+"""Contract kit: the checks every task plugin gets for free.
+
+In a plugin's tests::
+
+    from perception_r1.testing import TaskContract
+
+    class TestMyTask(TaskContract):
+        task_name = "my-task"          # discovered through its entry point
+
+or call :func:`check_task` on a task object. Each check raises ``AssertionError`` naming the task
+and the input that broke it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jsonschema
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from perception_r1.contract import ParseError, Task, contract_problems
+
+#: generous wall-clock bound for one parse/reward call on a 1 MB input: catches blow-ups, not slowness
+SLOW_CALL_SECONDS = 5.0
+TOLERANCE = 1e-6
+
+_ADVERSARIAL = [
+    "",
+    " ",
+    "<",
+    "<answer>",
+    "<|box_start|><|box_end|>",
+    "[]",
+    "{}",
+    "null",
+    "[{}]",
+    '[{"bbox_2d": [1e308, -1e308, NaN, Infinity], "label": null}]',
+    "(nan,nan),(inf,-inf)",
+    "(" * 5000,
+    "[" * 5000 + "]" * 5000,
+    '{"a":' * 3000 + "1" + "}" * 3000,
+    "\x00\ud7ff\ufffe" * 100,
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ✓ 中文 العربية",
+    "(1,2),(3,4)" * 2000,
+    "9" * 100_000,
+    "x" * 1_000_000,
+]
+
+
+def synthetic_samples(task: Task, n: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [task.synthetic(rng) for _ in range(n)]
+
+
+def _near_misses(text: str, rng: random.Random, n: int = 12) -> list[str]:
+    """Small corruptions of a correct answer: where parsers that are too strict or too lax break."""
+    out = [text[: len(text) // 2], text + text, text.replace(",", ";"), text.upper(), f"```\n{text}\n```"]
+    for _ in range(n):
+        chars = list(text)
+        if not chars:
+            break
+        i = rng.randrange(len(chars))
+        op = rng.choice(["drop", "dup", "swap", "digit"])
+        if op == "drop":
+            del chars[i]
+        elif op == "dup":
+            chars.insert(i, chars[i])
+        elif op == "swap" and len(chars) > 1:
+            j = rng.randrange(len(chars))
+            chars[i], chars[j] = chars[j], chars[i]
+        else:
+            chars[i] = rng.choice("0123456789-.e")
+        out.append("".join(chars))
+    return out
+
+
+def _timed(task: Task, what: str, fn: Callable[[], Any], text: str) -> Any:
+    start = time.perf_counter()
+    result = fn()
+    elapsed = time.perf_counter() - start
+    assert elapsed < SLOW_CALL_SECONDS, (
+        f"task '{task.name}': {what} took {elapsed:.1f}s on a {len(text)}-char input (unbounded work?)"
+    )
+    return result
+
+
+def check_parse_total(task: Task, text: str) -> None:
+    """``parse`` returns or raises ParseError, nothing else, in bounded time."""
+    try:
+        _timed(task, "parse", lambda: task.parse(text), text)
+    except ParseError as exc:
+        assert isinstance(exc.reason, str) and exc.reason, f"task '{task.name}': ParseError without a reason"
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise AssertionError(
+            f"task '{task.name}': parse raised {type(exc).__name__}: {exc} on input {text[:80]!r}"
+        ) from exc
+
+
+def check_reward_in_range(task: Task, text: str, sample: Mapping[str, Any]) -> None:
+    """``reward`` is finite, inside ``reward_range``, components finite or None, in bounded time."""
+    lo, hi = task.reward_range
+    try:
+        result = _timed(task, "reward", lambda: task.reward(text, sample), text)
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise AssertionError(
+            f"task '{task.name}': reward raised {type(exc).__name__}: {exc} on input {text[:80]!r}"
+        ) from exc
+    total = result.total
+    assert isinstance(total, int | float) and math.isfinite(total), (
+        f"task '{task.name}': reward total {total!r} is not finite for {text[:80]!r}"
+    )
+    assert lo - TOLERANCE <= total <= hi + TOLERANCE, (
+        f"task '{task.name}': reward {total} outside reward_range {task.reward_range} for {text[:80]!r}"
+    )
+    for key, value in result.components.items():
+        assert value is None or (isinstance(value, int | float) and math.isfinite(value)), (
+            f"task '{task.name}': reward component '{key}' = {value!r} is not finite for {text[:80]!r}"
+        )
+
+
+def check_static(task: Task) -> None:
+    problems = contract_problems(task)
+    assert not problems, problems[0]
+
+
+def check_schema_and_synthetic(task: Task, samples: list[dict[str, Any]]) -> None:
+    for i, sample in enumerate(samples):
+        try:
+            jsonschema.validate(sample["solution"], task.solution_schema)
+        except jsonschema.ValidationError as exc:
+            raise AssertionError(f"task '{task.name}': synthetic sample {i} breaks the schema: {exc.message}")
+        size = sample.get("image_size")
+        assert isinstance(size, list | tuple) and len(size) == 2, f"task '{task.name}': sample {i} has no image_size"
+        task.prompt(sample)  # every template field is present
+        json.dumps(sample["solution"])  # ground truth is plain JSON
+
+
+def check_perfect_answer(task: Task, samples: list[dict[str, Any]]) -> None:
+    """The ground truth rendered as a completion parses and earns the maximum reward."""
+    hi = task.reward_range[1]
+    for i, sample in enumerate(samples):
+        text = task.render(sample)
+        task.parse(text)
+        total = task.reward(text, sample).total
+        assert total >= hi - 1e-4, (
+            f"task '{task.name}': the ground truth as a completion scores {total}, not the maximum {hi}"
+            f" (sample {i}: {text[:80]!r})"
+        )
+
+
+def check_perfect_evaluation(task: Task, samples: list[dict[str, Any]]) -> None:
+    records = [{**s, "completion": task.render(s)} for s in samples]
+    metrics = task.evaluate(records)
+    assert task.primary_metric in metrics, f"task '{task.name}': evaluate() lacks primary metric '{task.primary_metric}'"
+    value = metrics[task.primary_metric]
+    assert abs(value - task.best_metric_value) < 1e-6, (
+        f"task '{task.name}': perfect predictions give {task.primary_metric}={value}, "
+        f"expected {task.best_metric_value}"
+    )
+    for key, v in metrics.items():
+        assert isinstance(v, int | float) and math.isfinite(v), f"task '{task.name}': metric {key}={v!r} not finite"
+
+
+def check_fuzz(task: Task, samples: list[dict[str, Any]], max_examples: int = 200) -> int:
+    """Parse and reward on adversarial, near-miss and arbitrary text. Returns the number of inputs tried."""
+    rng = random.Random(1)
+    fixed = list(_ADVERSARIAL)
+    for sample in samples:
+        fixed += _near_misses(task.render(sample), rng)
+    for text in fixed:
+        check_parse_total(task, text)
+        check_reward_in_range(task, text, samples[0])
+
+    rendered = [task.render(s) for s in samples]
+    text_strategy = st.one_of(
+        st.text(max_size=300),
+        st.text(alphabet="0123456789()[]{},.-+eE :\"'<>|_abxy", max_size=300),
+        st.sampled_from(rendered).flatmap(
+            lambda r: st.tuples(st.integers(0, len(r)), st.text(max_size=20)).map(lambda t: r[: t[0]] + t[1] + r[t[0] :])
+        ),
+        st.recursive(
+            st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=10),
+            lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+            max_leaves=20,
+        ).map(lambda v: json.dumps(v)),
+    )
+
+    @settings(max_examples=max_examples, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(text=text_strategy, which=st.integers(0, len(samples) - 1))
+    def run(text: str, which: int) -> None:
+        check_parse_total(task, text)
+        check_reward_in_range(task, text, samples[which])
+
+    run()
+    return len(fixed) + max_examples
+
+
+def check_task(task: Task, *, max_examples: int = 200, n_samples: int = 4) -> dict[str, int]:
+    """Run every contract check on ``task``. Returns counts of what was tried."""
+    check_static(task)
+    samples = synthetic_samples(task, n_samples)
+    check_schema_and_synthetic(task, samples)
+    check_perfect_answer(task, samples)
+    check_perfect_evaluation(task, samples)
+    fuzzed = check_fuzz(task, samples, max_examples=max_examples)
+    return {"samples": len(samples), "fuzzed_inputs": fuzzed}
+
+
+def check_discoverable(task_name: str) -> Task:
+    """The task is installed and found through the ``perception_r1`` entry-point group."""
+    from perception_r1.registry import get_registry, reset_registry
+
+    reset_registry()
+    registry = get_registry()
+    assert task_name in registry.tasks, (
+        f"task '{task_name}' is not registered by any installed plugin "
+        f"(installed: {', '.join(sorted(registry.tasks))}); is the plugin pip-installed?"
+    )
+    return registry.tasks[task_name]
+
+
+class TaskContract:
+    """Subclass in a plugin's tests and set ``task_name``: every contract check becomes a test."""
+
+    task_name: str = ""
+    max_examples: int = 200
+
+    def _task(self) -> Task:
+        return check_discoverable(self.task_name)
+
+    def _samples(self) -> list[dict[str, Any]]:
+        return synthetic_samples(self._task())
+
+    def test_discoverable(self) -> None:
+        check_discoverable(self.task_name)
+
+    def test_static_contract(self) -> None:
+        check_static(self._task())
+
+    def test_schema_and_synthetic(self) -> None:
+        check_schema_and_synthetic(self._task(), self._samples())
+
+    def test_perfect_answer_gets_max_reward(self) -> None:
+        check_perfect_answer(self._task(), self._samples())
+
+    def test_perfect_predictions_get_best_metric(self) -> None:
+        check_perfect_evaluation(self._task(), self._samples())
+
+    def test_parse_and_reward_fuzz(self) -> None:
+        check_fuzz(self._task(), self._samples(), max_examples=self.max_examples)
