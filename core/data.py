@@ -1,0 +1,34 @@
+"""Where samples come from: a task's synthetic generator (the embedded default) or its real-data loader.
+
+Splits of synthetic data are disjoint by construction: each split draws from its own seeded stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+from perception_r1.contract import Task
+
+SPLITS = ("train", "heldout")
+
+
+def split_seed(task_name: str, split: str, seed: int) -> int:
+    """A stable seed per (task, split, seed): same samples on every machine and Python version."""
+    digest = hashlib.sha256(f"{task_name}/{split}/{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def synthetic_samples(task: Task, split: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` synthetic samples of ``task`` for ``split`` ("train" or "heldout"), each with an ``id``."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split '{split}' (splits: {', '.join(SPLITS)})")
+    rng = random.Random(split_seed(task.name, split, seed))
+    samples = []
+    for i in range(n):
+        sample = task.synthetic(rng)
+        sample.setdefault("id", f"{task.name}-{split}-{seed}-{i}")
+        sample["task"] = task.name
+        samples.append(sample)
+    return samples
