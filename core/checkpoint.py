@@ -1,0 +1,110 @@
+"""Checkpoints: safetensors for weights and optimizer tensors, JSON for the rest, written atomically.
+
+Layout: ``checkpoints/step-N/{model.safetensors, optimizer.safetensors, state.json}``. A checkpoint is
+written into a temporary directory and renamed into place, so a kill mid-write never leaves a corrupt
+``step-N``; ``latest`` picks the highest complete step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+STATE = "state.json"
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state_dict into tensors (for safetensors) and JSON-able structure."""
+    tensors: dict[str, torch.Tensor] = {}
+    per_param: dict[str, dict[str, Any]] = {}
+    for pid, pstate in state["state"].items():
+        entry = {}
+        for key, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{key}"] = value.detach().contiguous().cpu()
+                entry[key] = {"tensor": f"{pid}.{key}"}
+            else:
+                entry[key] = value
+        per_param[str(pid)] = entry
+    return tensors, {"state": per_param, "param_groups": state["param_groups"]}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state = {}
+    for pid, entry in meta["state"].items():
+        state[int(pid)] = {
+            key: tensors[value["tensor"]] if isinstance(value, dict) and "tensor" in value else value
+            for key, value in entry.items()
+        }
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: dict) -> Path:
+    directory = Path(directory)
+    final = directory / f"step-{step}"
+    tmp = directory / f".tmp-step-{step}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(_dedupe_shared(weights), tmp / "model.safetensors")
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    save_file(opt_tensors, tmp / "optimizer.safetensors")
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    save_file({"torch_rng": rng["torch"]}, tmp / "rng.safetensors")
+    state = {"step": step, "optimizer": opt_meta, "python_rng": _py_rng_to_json(rng["python"]), **extra}
+    (tmp / STATE).write_text(json.dumps(state))
+    for path in tmp.iterdir():  # make the files durable before the rename publishes them
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def _dedupe_shared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # tied weights (embeddings / lm_head) share storage; safetensors refuses shared tensors
+    seen: dict[int, str] = {}
+    out = {}
+    for key, value in weights.items():
+        ptr = value.data_ptr()
+        out[key] = value.clone() if ptr in seen else value
+        seen.setdefault(ptr, key)
+    return out
+
+
+def _py_rng_to_json(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def latest(directory: Path) -> Path | None:
+    directory = Path(directory)
+    if not directory.is_dir():
+        return None
+    steps = [p for p in directory.iterdir() if p.name.startswith("step-") and (p / STATE).is_file()]
+    return max(steps, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
+    """Restore weights, optimizer and RNG state in place; returns the saved state (step, extras)."""
+    path = Path(path)
+    state = json.loads((path / STATE).read_text())
+    weights = load_file(path / "model.safetensors")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or missing:
+        bad = list(unexpected or missing)[:3]
+        raise ValueError(f"checkpoint {path} does not match the model (e.g. {', '.join(bad)})")
+    if optimizer is not None:
+        optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optimizer.safetensors"), state["optimizer"]))
+    torch.set_rng_state(load_file(path / "rng.safetensors")["torch_rng"])
+    version, internal, gauss = state["python_rng"]
+    random.setstate((version, tuple(internal), gauss))
+    return state

@@ -1,0 +1,105 @@
+"""Combine a run's rewards: each task's own reward and any registered custom reward, with weights.
+
+A task's reward applies to that task's samples only (``None`` elsewhere); a custom reward applies to every
+sample it does not answer ``None`` for. A reward that raises or returns a non-finite value stops the run
+with an error naming it: a broken reward never silently becomes 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from perception_r1.contract import Task
+from perception_r1.errors import UserError
+
+
+class RewardError(UserError):
+    """A reward function failed or returned something that is not a finite number."""
+
+
+@dataclass(frozen=True)
+class WeightedReward:
+    name: str
+    weight: float
+    task: Task | None = None  # set when this is a task's own reward
+    fn: Any = None  # custom reward: fn(completions, samples, **kw) -> list[float | None]
+
+
+def parse_reward_flags(flags: Sequence[str]) -> dict[str, float]:
+    """``["detection:1.0", "brevity.length_penalty:0.1"]`` -> {name: weight}; a bare name weighs 1."""
+    weights: dict[str, float] = {}
+    for flag in flags:
+        name, _, weight = flag.rpartition(":") if ":" in flag else (flag, "", "1")
+        try:
+            weights[name.strip()] = float(weight)
+        except ValueError:
+            raise UserError(f"--reward {flag!r}: weight '{weight}' is not a number (use NAME:WEIGHT)") from None
+        if not name.strip() or not math.isfinite(weights[name.strip()]):
+            raise UserError(f"--reward {flag!r}: use NAME:WEIGHT with a finite weight")
+    return weights
+
+
+def build_rewards(registry: Any, tasks: Sequence[Task], weights: Mapping[str, float]) -> list[WeightedReward]:
+    """Resolve reward names through the registry; with no weights given, each task's own reward at 1.0."""
+    weights = dict(weights) or {task.name: 1.0 for task in tasks}
+    by_name = {task.name: task for task in tasks}
+    rewards = []
+    for name, weight in weights.items():
+        if name in by_name:
+            rewards.append(WeightedReward(name, weight, task=by_name[name]))
+        elif name in registry.tasks:
+            raise UserError(f"reward '{name}' is the reward of task '{name}', which this run does not train")
+        else:
+            rewards.append(WeightedReward(name, weight, fn=registry.reward(name)))
+    return rewards
+
+
+def score(
+    rewards: Sequence[WeightedReward], completions: Sequence[str], samples: Sequence[Mapping[str, Any]]
+) -> tuple[list[float], dict[str, list[float | None]]]:
+    """Totals (weighted sums over applicable rewards) and every component per completion.
+
+    Components are named ``<task>/<component>`` for task rewards (plus ``<task>`` for its total) and
+    ``<reward name>`` for custom rewards.
+    """
+    n = len(completions)
+    totals = [0.0] * n
+    components: dict[str, list[float | None]] = {}
+    for reward in rewards:
+        if reward.task is not None:
+            values: list[float | None] = [None] * n
+            for i, (completion, sample) in enumerate(zip(completions, samples, strict=True)):
+                if sample.get("task", reward.task.name) != reward.task.name:
+                    continue
+                result = reward.task.reward(completion, sample)
+                values[i] = result.total
+                for key, value in result.components.items():
+                    components.setdefault(f"{reward.name}/{key}", [None] * n)[i] = value
+        else:
+            try:
+                values = list(reward.fn(list(completions), list(samples)))
+            except Exception as exc:
+                raise RewardError(f"reward '{reward.name}' raised {type(exc).__name__}: {exc}") from exc
+            if len(values) != n:
+                raise RewardError(f"reward '{reward.name}' returned {len(values)} values for {n} completions")
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                raise RewardError(f"reward '{reward.name}' returned {value!r} for completion {i}: not a finite number")
+            totals[i] += reward.weight * float(value)
+        components[reward.name] = values
+    return totals, components
+
+
+def component_means(components: Mapping[str, Sequence[float | None]]) -> dict[str, float]:
+    """Mean of each component over the completions it applies to."""
+    means = {}
+    for key, values in components.items():
+        present = [v for v in values if v is not None]
+        if present:
+            means[key] = sum(present) / len(present)
+    return means

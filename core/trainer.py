@@ -1,0 +1,280 @@
+"""The GRPO trainer: rollouts, rewards, one clipped-surrogate update, logs and checkpoints.
+
+Rollout, reference log-probs and the update are separate steps (``rollout`` / ``score`` / ``update``),
+so another generator can replace ``Policy.generate`` later. Runs go through ``accelerate``; every
+process samples its own prompts, gradients are averaged by DDP.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perception_r1 import checkpoint, io
+from perception_r1.config import dump_yaml
+from perception_r1.contract import ParseError, Task
+from perception_r1.data import synthetic_samples
+from perception_r1.display import console, metrics_table, print_table, progress
+from perception_r1.errors import UserError
+from perception_r1.evaluation import evaluate_policy
+from perception_r1.grpo import group_advantages, grpo_loss, zero_std_fraction
+from perception_r1.rewards import build_rewards, component_means, score
+
+EVAL_SEED = 0  # the held-out set is the same for every run, whatever its --seed, so runs compare
+
+
+@dataclass
+class StepBatch:
+    samples: list[dict[str, Any]]  # P prepared samples
+    tasks: list[Task]  # the task of each sample
+
+
+def resolve_tasks(registry: Any, spec: str, templates: dict[str, str]) -> list[Task]:
+    tasks = []
+    for name in [n.strip() for n in spec.split(",") if n.strip()]:
+        task = registry.task(name)
+        if name in templates:  # a config override of the paper's wording; the registry's task stays as it was
+            task = copy.copy(task)
+            task.prompt_template = templates[name]
+        tasks.append(task)
+    if not tasks:
+        raise UserError("no task given (use --task NAME or NAME,NAME)")
+    unknown = set(templates) - {t.name for t in tasks}
+    if unknown:
+        raise UserError(f"prompt_templates names task(s) not in this run: {', '.join(sorted(unknown))}")
+    return tasks
+
+
+class Trainer:
+    def __init__(self, config: dict[str, Any], registry: Any, out: Path, resume: bool = False) -> None:
+        from accelerate import Accelerator
+
+        from perception_r1.policy import Policy
+
+        self.config = config
+        self.out = out
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        self.rank = self.accelerator.process_index
+        self.main = self.accelerator.is_main_process
+        if config.get("threads"):
+            torch.set_num_threads(config["threads"])
+        torch.manual_seed(config["seed"] * 1000 + self.rank)
+        self.tasks = resolve_tasks(registry, config["task"], config["prompt_templates"])
+        self.rewards = build_rewards(registry, self.tasks, config["rewards"])
+        self.policy = Policy.load(config["model"])
+        self.policy.model.train()
+        self.reference = None
+        if config["beta"] > 0:  # the frozen start point the KL term pulls towards
+            self.reference = copy.deepcopy(self.policy.model).eval().requires_grad_(False)
+        optimizer = torch.optim.AdamW(self.policy.model.parameters(), lr=config["learning_rate"], weight_decay=0.0)
+        self.model, self.optimizer = self.accelerator.prepare(self.policy.model, optimizer)
+        self.pools = {t.name: self._load_data(t) for t in self.tasks} if config["data"] else {}
+        self.step = 0
+        if resume:
+            self._resume()
+
+    # -- data ----------------------------------------------------------------------------------
+    def _load_data(self, task: Task) -> dict[str, list[dict[str, Any]]]:
+        try:
+            pools = {split: task.load(self.config["data"], split) for split in ("train", "val")}
+        except NotImplementedError as exc:
+            raise UserError(f"--data: {exc}") from exc
+        for split, pool in pools.items():
+            if not pool:
+                raise UserError(f"--data {self.config['data']}: no '{split}' samples for task '{task.name}'")
+            for sample in pool:
+                sample["task"] = task.name
+        return pools
+
+    def samples(self, task: Task, split: str, n: int, seed: int) -> list[dict[str, Any]]:
+        """``n`` samples of ``task``: from its real data when --data is given, else synthetic."""
+        if not self.pools:
+            return synthetic_samples(task, "train" if split == "train" else "heldout", n, seed=seed)
+        pool = self.pools[task.name][split]
+        if split != "train":
+            return pool[:n]
+        rng = random.Random(seed)
+        return [dict(rng.choice(pool)) for _ in range(n)]
+
+    def batch_for(self, step: int) -> StepBatch:
+        """Prompts of one step: a pure function of (seed, step, rank), so a resumed run sees the same data."""
+        P = self.config["prompts_per_step"]
+        seed = (self.config["seed"] * 1_000_003 + step) * 64 + self.rank
+        tasks = [self.tasks[(step * P + i) % len(self.tasks)] for i in range(P)]
+        samples = []
+        for task in dict.fromkeys(tasks):
+            count = sum(t is task for t in tasks)
+            samples += self.samples(task, "train", count, seed)
+        by_task = {task.name: [s for s in samples if s["task"] == task.name] for task in self.tasks}
+        ordered = [by_task[t.name].pop(0) for t in tasks]
+        return StepBatch([self.policy.prepare(s) for s in ordered], tasks)
+
+    def heldout(self, task: Task) -> list[dict[str, Any]]:
+        return self.samples(task, "val", self.config["eval_samples"], EVAL_SEED)
+
+    # -- one GRPO step -------------------------------------------------------------------------
+    def train_step(self, step: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        c = self.config
+        G = c["group_size"]
+        t0 = time.perf_counter()
+        batch = self.batch_for(step)
+        prompts = [task.prompt(s) for task, s in zip(batch.tasks, batch.samples, strict=True)]
+        self.model.eval()
+        with torch.no_grad():
+            rollout = self.policy.generate(
+                prompts, [s["image"] for s in batch.samples], num_generations=G,
+                max_new_tokens=c["max_new_tokens"], temperature=c["temperature"],
+            )
+        self.model.train()
+        t_gen = time.perf_counter()
+        samples = [s for s in batch.samples for _ in range(G)]  # (N = P * G), groups contiguous
+        totals, components = score(self.rewards, rollout.texts, samples)
+        rewards = torch.tensor(totals, dtype=torch.float32)  # (N,)
+        advantages = group_advantages(rewards, G, scale=c["scale_rewards"])  # (N,)
+        mask = rollout.completion_mask.float()  # (N, T)
+        ref_logprobs = None
+        if self.reference is not None:
+            with torch.no_grad():
+                ref_logprobs = self.policy.token_logprobs(rollout, model=self.reference)  # (N, T)
+        old_logprobs = None
+        for _ in range(c["updates_per_batch"]):
+            logprobs = self.policy.token_logprobs(rollout, model=self.model)  # (N, T), with grad
+            if old_logprobs is None:  # rollouts come from the current weights: ratio 1 on the first update
+                old_logprobs = logprobs.detach()
+            loss, stats = grpo_loss(
+                logprobs, old_logprobs, ref_logprobs, advantages, mask,
+                clip_eps=c["clip_eps"], beta=c["beta"], how=c["loss_aggregation"], max_tokens=c["max_new_tokens"],
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.accelerator.backward(loss)
+            grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+        t_end = time.perf_counter()
+        all_rewards = self.accelerator.gather(rewards)
+        metrics = {
+            "step": step + 1,
+            "loss": loss.item(),
+            "kl": stats.get("kl", 0.0),
+            "clip_fraction": stats["clip_fraction"],
+            "grad_norm": float(grad_norm),
+            "reward": all_rewards.mean().item(),
+            "reward_std": all_rewards.std().item() if all_rewards.numel() > 1 else 0.0,
+            "zero_std_groups": zero_std_fraction(rewards, G),
+            "completion_length": mask.sum(dim=1).mean().item(),
+            "seconds": t_end - t0,
+            "generation_seconds": t_gen - t0,
+            **{f"rewards/{k}": v for k, v in component_means(components).items()},
+        }
+        logged = []
+        if step % c["log_completions_every"] == 0:
+            logged = self._completion_rows(step + 1, batch, prompts, rollout.texts, totals, components)
+        return metrics, logged
+
+    def _completion_rows(self, step, batch, prompts, texts, totals, components) -> list[dict[str, Any]]:
+        G = self.config["group_size"]
+        rows = []
+        for i, text in enumerate(texts):
+            task, sample = batch.tasks[i // G], batch.samples[i // G]
+            try:
+                parsed: Any = repr(task.parse(text))[:500]
+            except ParseError as exc:
+                parsed = f"ParseError: {exc.reason}"
+            rows.append({
+                "step": step, "sample_id": sample["id"], "task": task.name, "prompt": prompts[i // G],
+                "completion": text, "parsed": parsed, "reward": totals[i],
+                "rewards": {k: v[i] for k, v in components.items()},
+                "solution": sample["solution"],
+            })
+        return rows
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, label: str) -> dict[str, float]:
+        if self.config["eval_samples"] == 0 or not self.main:
+            return {}
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        flat: dict[str, float] = {}
+        records: list[dict[str, Any]] = []
+        for task in self.tasks:
+            samples = self.heldout(task)
+            with progress() as bar, torch.no_grad():
+                tid = bar.add_task(f"eval {label} {task.name}", total=len(samples), status="")
+                metrics, recs = evaluate_policy(
+                    self.policy, task, samples, self.config["eval_batch_size"], self.config["max_new_tokens"],
+                    on_batch=lambda n, tid=tid: bar.advance(tid, n),
+                )
+            prefix = "" if len(self.tasks) == 1 else f"{task.name}/"
+            flat.update({prefix + k: v for k, v in metrics.items()})
+            records += recs
+        io.write_jsonl(self.out / f"eval_{label}.jsonl", records)
+        model.train()
+        return flat
+
+    # -- run -----------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        c = self.config
+        ckpt_dir = self.out / "checkpoints"
+        eval_path = self.out / "eval.json"
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            io.atomic_write_text(self.out / "config.yaml", dump_yaml(c))
+        results = json.loads(eval_path.read_text()) if eval_path.exists() else {}
+        if "before" not in results:
+            results["before"] = self.evaluate("before")
+            if self.main:
+                io.atomic_write_text(eval_path, json.dumps(results, indent=2))
+        names = ",".join(t.name for t in self.tasks)
+        with progress() as bar:
+            tid = bar.add_task(f"GRPO {names}", total=c["steps"], completed=self.step, status="")
+            while self.step < c["steps"]:
+                metrics, rows = self.train_step(self.step)
+                self.step += 1
+                if self.main:
+                    io.append_jsonl(self.out / "metrics.jsonl", metrics)
+                    for row in rows:
+                        io.append_jsonl(self.out / "completions.jsonl", row)
+                    status = f"reward {metrics['reward']:.3f}  kl {metrics['kl']:.4f}"
+                    bar.update(tid, advance=1, status=status)
+                    if not bar.live.is_started or not console.is_terminal:
+                        console.print(f"step {self.step}/{c['steps']}  {status}  {metrics['seconds']:.2f}s/step")
+                every = c["checkpoint_every"]
+                if (every and self.step % every == 0) or self.step == c["steps"]:
+                    self._save()
+        results["after"] = self.evaluate("after")
+        if self.main:
+            io.atomic_write_text(eval_path, json.dumps(results, indent=2))
+            if results["before"]:
+                print_table(metrics_table({"before": results["before"], "after": results["after"]},
+                                          title=f"held-out {names} ({c['eval_samples']} samples)"))
+            console.print(f"run directory: {self.out}")
+        return results
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _save(self) -> None:
+        self.accelerator.wait_for_everyone()
+        if self.main:
+            model = self.accelerator.unwrap_model(self.model)
+            checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": self.config})
+
+    def _resume(self) -> None:
+        latest = checkpoint.latest(self.out / "checkpoints")
+        if latest is None:
+            self.step = 0
+            return
+        model = self.accelerator.unwrap_model(self.model)
+        state = checkpoint.load(latest, model, self.optimizer)
+        self.step = state["step"]
+        # drop log lines written after the checkpoint: those steps run again
+        for name in ("metrics.jsonl", "completions.jsonl"):
+            path = self.out / name
+            if path.exists():
+                keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
+                io.atomic_write_text(path, "".join(line + "\n" for line in keep))
+        console.print(f"resumed from {latest} (step {self.step})")
