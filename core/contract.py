@@ -103,7 +103,7 @@ class Task:
         try:
             return self.prompt_template.format_map(fields)
         except (KeyError, IndexError) as exc:
-            raise ValueError(f"task '{self.name}': prompt template needs field {exc} not in the sample's query")
+            raise ValueError(f"task '{self.name}': prompt template needs field {exc} not in the sample's query") from exc
 
     def space(self, sample: Mapping[str, Any]) -> str:
         return sample.get("coords") or self.coord_space

@@ -35,7 +35,7 @@ def load_records(path: str | Path, task: Task, coords: str | None = None) -> lis
             task.validate_solution(row["solution"])
         except jsonschema.ValidationError as exc:
             at = "/".join(str(p) for p in exc.absolute_path)
-            raise UserError(f"{where}: solution breaks the '{task.name}' schema{' at ' + at if at else ''}: {exc.message}")
+            raise UserError(f"{where}: solution breaks the '{task.name}' schema{' at ' + at if at else ''}: {exc.message}") from exc
         if coords is not None:
             row["coords"] = coords
         if row.get("coords", task.coord_space) not in COORD_SPACES:

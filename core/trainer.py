@@ -220,7 +220,6 @@ class Trainer:
     # -- run -----------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         c = self.config
-        ckpt_dir = self.out / "checkpoints"
         eval_path = self.out / "eval.json"
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)

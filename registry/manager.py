@@ -61,7 +61,11 @@ class Registry:
 
     # -- loading -------------------------------------------------------------------------------
     def load_entry_points(self, allow: set[str] | None = None) -> None:
-        for ep in sorted(md.entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
+        def builtin_first(ep: md.EntryPoint) -> tuple[bool, str]:
+            # built-ins load first, so a third party that reuses a built-in name is the one blamed
+            return (not (ep.dist and ep.dist.name == BUILTIN_DIST), ep.name)
+
+        for ep in sorted(md.entry_points(group=hookspecs.PROJECT), key=builtin_first):
             dist = ep.dist.name if ep.dist else "?"
             builtin = dist == BUILTIN_DIST
             if not builtin and allow is not None and ep.name not in allow and dist not in allow:

@@ -138,7 +138,7 @@ def check_schema_and_synthetic(task: Task, samples: list[dict[str, Any]]) -> Non
         try:
             jsonschema.validate(sample["solution"], task.solution_schema)
         except jsonschema.ValidationError as exc:
-            raise AssertionError(f"task '{task.name}': synthetic sample {i} breaks the schema: {exc.message}")
+            raise AssertionError(f"task '{task.name}': synthetic sample {i} breaks the schema: {exc.message}") from exc
         size = sample.get("image_size")
         assert isinstance(size, list | tuple) and len(size) == 2, f"task '{task.name}': sample {i} has no image_size"
         task.prompt(sample)  # every template field is present

@@ -1,0 +1,29 @@
+"""Test helpers: throw-away plugin distributions in a temp dir, and the CLI run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+
+def make_dist(root: Path, dist: str, module: str, source: str, version: str = "1.0") -> Path:
+    """Write ``module.py`` and a ``dist-info`` whose entry point names it in the ``perception_r1`` group."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[perception_r1]\n{module} = {module}\n")
+    return root
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed console entry point in a subprocess, as a user would."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "perception_r1.cli", *args],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600,
+    )
