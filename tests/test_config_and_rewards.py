@@ -1,0 +1,79 @@
+"""Run config validation and reward combination: what users get wrong, and what must never be silent."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from perception_r1 import config as cfg
+from perception_r1.errors import UserError
+from perception_r1.rewards import RewardError, WeightedReward, component_means, parse_reward_flags, score
+
+
+def test_defaults_follow_the_paper():
+    c = cfg.resolve()
+    assert (c["group_size"], c["beta"], c["clip_eps"], c["temperature"]) == (8, 0.04, 0.2, 1.0)
+    assert c["learning_rate"] == cfg.TINY_LEARNING_RATE
+    assert cfg.resolve(overrides={"model": "/some/Qwen2-VL"})["learning_rate"] == 1e-6
+
+
+def test_file_then_flags(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("steps: 7\nseed: 3\nrewards: {counting: 1.0, brevity.length_penalty: 0.1}\n")
+    c = cfg.resolve(path, {"seed": 9, "steps": None})
+    assert (c["steps"], c["seed"], c["rewards"]["brevity.length_penalty"]) == (7, 9, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("steps: -1\n", "key 'steps': -1 is less than the minimum of 1"),
+        ("stpes: 3\n", "'stpes' was unexpected"),
+        ("loss_aggregation: mean\n", "key 'loss_aggregation'"),
+        ("rewards: {counting: high}\n", "key 'rewards.counting'"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("steps: [\n", "is not valid YAML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match="bad.yaml") as err:
+        cfg.resolve(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_reward_flags():
+    assert parse_reward_flags(["detection:1.0", "brevity.length_penalty:0.1", "ocr"]) == {
+        "detection": 1.0, "brevity.length_penalty": 0.1, "ocr": 1.0,
+    }
+    with pytest.raises(UserError, match="not a number"):
+        parse_reward_flags(["ocr:lots"])
+
+
+def _const(values):
+    return lambda completions, samples, **kw: list(values)
+
+
+def test_weighted_sum_skips_none():
+    rewards = [WeightedReward("a", 1.0, fn=_const([1.0, None])), WeightedReward("b", 0.5, fn=_const([2.0, 4.0]))]
+    totals, components = score(rewards, ["x", "y"], [{}, {}])
+    assert totals == [2.0, 2.0]
+    assert component_means(components) == {"a": 1.0, "b": 3.0}
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "1", True])
+def test_non_finite_reward_stops_the_run_naming_it(bad):
+    with pytest.raises(RewardError, match="reward 'plug.bad' returned"):
+        score([WeightedReward("plug.bad", 1.0, fn=_const([0.0, bad]))], ["x", "y"], [{}, {}])
+
+
+def test_raising_reward_is_not_silently_zero():
+    def boom(completions, samples, **kw):
+        raise KeyError("solution")
+
+    with pytest.raises(RewardError, match="reward 'plug.boom' raised KeyError"):
+        score([WeightedReward("plug.boom", 1.0, fn=boom)], ["x"], [{}])
+    with pytest.raises(RewardError, match="returned 1 values for 2 completions"):
+        score([WeightedReward("plug.short", 1.0, fn=_const([1.0]))], ["x", "y"], [{}, {}])

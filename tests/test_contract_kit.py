@@ -1,0 +1,97 @@
+"""The contract kit catches broken tasks: it must fail on each kind of mistake a plugin author makes."""
+
+from __future__ import annotations
+
+import pytest
+
+from perception_r1 import ParseError, RewardResult, Task
+from perception_r1.testing import check_task
+
+
+class GoodTask(Task):
+    name = "upper"
+    prompt_template = "Write {word} in capitals."
+    solution_schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+    primary_metric = "accuracy"
+
+    def parse(self, text):
+        text = text[:1000].strip()
+        if not text:
+            raise ParseError("empty answer")
+        return text
+
+    def reward(self, completion, sample):
+        try:
+            answer = self.parse(completion)
+        except ParseError:
+            return RewardResult(0.0, {"format": 0.0, "exact": None})
+        exact = float(answer == sample["solution"]["text"])
+        return RewardResult(exact, {"format": 1.0, "exact": exact})
+
+    def evaluate(self, records):
+        return {"accuracy": sum(self.reward(r["completion"], r).total for r in records) / max(len(records), 1)}
+
+    def render(self, sample):
+        return sample["solution"]["text"]
+
+    def synthetic(self, rng):
+        word = rng.choice(["cat", "dog", "owl"])
+        return {"image": None, "image_size": [8, 8], "query": {"word": word}, "solution": {"text": word.upper()}}
+
+
+def test_a_correct_task_passes():
+    counts = check_task(GoodTask(), max_examples=50)
+    assert counts["fuzzed_inputs"] > 50
+
+
+class RaisingParser(GoodTask):
+    def parse(self, text):
+        return text.split()[0]  # IndexError on blank input
+
+
+class OutOfRange(GoodTask):
+    def reward(self, completion, sample):
+        result = super().reward(completion, sample)
+        return result if result.components["format"] else RewardResult(-0.5, result.components)
+
+
+class NaNReward(GoodTask):
+    def reward(self, completion, sample):
+        result = super().reward(completion, sample)
+        return result if result.components["format"] else RewardResult(float("nan"), result.components)
+
+
+class PerfectAnswerNotMax(GoodTask):
+    def render(self, sample):
+        return sample["solution"]["text"].lower()
+
+
+class BadSchema(GoodTask):
+    solution_schema = {"type": "nonsense"}
+
+
+class SyntheticBreaksSchema(GoodTask):
+    def synthetic(self, rng):
+        return {**super().synthetic(rng), "solution": {"txt": "CAT"}}
+
+
+class WrongBestMetric(GoodTask):
+    def evaluate(self, records):
+        return {"accuracy": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        (RaisingParser(), "parse raised IndexError"),
+        (OutOfRange(), "outside reward_range"),
+        (NaNReward(), "is not finite"),
+        (PerfectAnswerNotMax(), "the ground truth as a completion scores 0.0"),
+        (BadSchema(), "solution_schema is not a valid JSON Schema"),
+        (SyntheticBreaksSchema(), "synthetic sample 0 breaks the schema"),
+        (WrongBestMetric(), "perfect predictions give accuracy=0.5"),
+    ],
+)
+def test_kit_rejects_a_broken_task(task, message):
+    with pytest.raises(AssertionError, match=message):
+        check_task(task, max_examples=50)
