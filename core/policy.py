@@ -1,0 +1,351 @@
+"""The policy adapter: one object that loads a Qwen2-VL-family model, samples groups of completions and
+scores completion tokens. The GRPO trainer, SFT and evaluation talk only to this.
+
+One load path for the embedded tiny model and for real checkpoints (``--model /path/to/Qwen2-VL-2B``):
+the image processor, tokenizer and chat template are read explicitly from the directory and put together
+into an image-only processor, because ``AutoProcessor`` silently returns a bare tokenizer here and the
+stock Qwen2-VL processor requires torchvision (for its video processor). Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import ProcessorMixin
+from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
+
+from perception_r1.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).parent / "assets"
+DEFAULT_MODEL = ASSETS / "tiny-base"
+# model_type -> (model class name in transformers, coordinate space the model answers in)
+SUPPORTED = {
+    "qwen2_vl": ("Qwen2VLForConditionalGeneration", "norm1000"),
+    "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "resized"),
+}
+# Chat-control tokens are stripped from decoded completions; box/ref tokens are kept only if the
+# tokenizer does not mark them special (Qwen marks them special, so they are stripped like in the paper's code).
+_CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+
+
+class PerceptionProcessor(Qwen2VLProcessor):
+    """Qwen2-VL's processor for images and text only: no video processor, so no torchvision needed."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
+        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+
+def make_processor(image_processor, tokenizer, chat_template: str | None = None) -> PerceptionProcessor:
+    template = chat_template or getattr(tokenizer, "chat_template", None)
+    tokenizer.padding_side = "left"  # generation appends on the right
+    return PerceptionProcessor(image_processor, tokenizer, chat_template=template)
+
+
+def _read_chat_template(path: Path) -> str | None:
+    jinja, as_json = (path / f for f in _CHAT_TEMPLATE_FILES)
+    if jinja.is_file():
+        return jinja.read_text()
+    if as_json.is_file():
+        return json.loads(as_json.read_text()).get("chat_template")
+    return None
+
+
+@dataclass
+class Rollout:
+    """B prompts x G completions. Row ``i*G + g`` is prompt ``i``'s ``g``-th completion."""
+
+    prompt_inputs: dict[str, torch.Tensor]  # input_ids/attention_mask/mm_token_type_ids (N, P), pixel_values, image_grid_thw
+    completion_ids: torch.Tensor  # (N, T) long, padded after EOS
+    completion_mask: torch.Tensor  # (N, T) float: 1 up to and including EOS, 0 after
+    texts: list[str]  # decoded completions, special tokens stripped
+    num_generations: int = 1
+    # (N, T) log-probs of the sampled tokens under the sampling distribution, when asked for
+    sampler_logprobs: torch.Tensor | None = None
+
+    @property
+    def num_prompts(self) -> int:
+        return self.completion_ids.shape[0] // self.num_generations
+
+
+class Policy:
+    """A multimodal LLM as a policy: ``generate`` groups of completions, ``token_logprobs`` to train."""
+
+    def __init__(self, model, processor: PerceptionProcessor, name: str = "policy") -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.name = name
+        model_type = model.config.model_type
+        if model_type not in SUPPORTED:
+            raise UserError(f"model type '{model_type}' is not supported (supported: {', '.join(SUPPORTED)})")
+        self.coord_space = SUPPORTED[model_type][1]
+        self.eos_ids = self._eos_ids()
+
+    # -- loading and saving ----------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "cpu", dtype: torch.dtype | None = None) -> Policy:
+        """Load a processor + model directory; ``None`` = the embedded tiny default."""
+        if path is None:
+            if not (DEFAULT_MODEL / "config.json").is_file():
+                log.warning("embedded model %s is missing: building a fresh, untrained tiny model", DEFAULT_MODEL)
+                from perception_r1.tiny import build_tiny
+
+                path = build_tiny(Path(tempfile.mkdtemp(prefix="perception-r1-tiny-")))
+            else:
+                path = DEFAULT_MODEL
+        return cls._load_dir(Path(path), device, dtype)
+
+    @classmethod
+    def _load_dir(cls, path: Path, device: str, dtype: torch.dtype | None) -> Policy:
+        import transformers
+        from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+
+        transformers.utils.logging.disable_progress_bar()  # our commands show their own progress
+
+        if not path.is_dir():
+            raise UserError(f"model directory '{path}' does not exist")
+        missing = [f for f in ("config.json",) if not (path / f).is_file()]
+        if not any((path / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")):
+            missing.append("preprocessor_config.json")
+        if missing:
+            raise UserError(f"'{path}' is not a processor + model directory (missing {', '.join(missing)})")
+        try:
+            model_type = json.loads((path / "config.json").read_text()).get("model_type")
+        except json.JSONDecodeError as exc:
+            raise UserError(f"'{path}/config.json' is not valid JSON ({exc})") from exc
+        if model_type not in SUPPORTED:
+            raise UserError(f"'{path}': model type '{model_type}' is not supported (supported: {', '.join(SUPPORTED)})")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"'{path}': cannot load the tokenizer/image processor ({exc})".replace("\n", " ")) from exc
+        template = _read_chat_template(path) or getattr(tokenizer, "chat_template", None)
+        if not template:
+            raise UserError(f"'{path}' has no chat template (chat_template.jinja/json or in tokenizer_config.json)")
+        processor = make_processor(image_processor, tokenizer, template)
+        if dtype is None:  # CPU training wants float32; accelerators bfloat16
+            dtype = torch.float32 if device == "cpu" else torch.bfloat16
+        model_cls = getattr(transformers, SUPPORTED[model_type][0])
+        try:
+            model = model_cls.from_pretrained(path, dtype=dtype, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"'{path}': cannot load the model weights ({exc})".replace("\n", " ")) from exc
+        name = "tiny-base" if path.resolve() == DEFAULT_MODEL.resolve() else path.name
+        return cls(model.to(device), processor, name=name)
+
+    def save(self, out_dir: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Save model (safetensors), processor, tokenizer and chat template; ``load`` reads it back.
+
+        ``dtype`` (e.g. ``torch.bfloat16``) stores a smaller copy without touching the live model.
+        """
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        if dtype is not None and dtype != next(model.parameters()).dtype:
+            import copy
+
+            model = copy.deepcopy(model).to(dtype)
+        model.save_pretrained(out)
+        self.processor.save_pretrained(out)
+        self.processor.image_processor.save_pretrained(out)  # preprocessor_config.json, as real checkpoints ship
+        (out / "chat_template.jinja").write_text(self.processor.chat_template)
+        return out
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _eos_ids(self) -> list[int]:
+        ids = {self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+        gen_eos = self.model.generation_config.eos_token_id
+        ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
+        return sorted(i for i in ids if i is not None and i != self.tokenizer.unk_token_id)
+
+    # -- samples ---------------------------------------------------------------------------------
+    def prepare(self, sample: Mapping[str, Any], task: Any = None) -> dict[str, Any]:
+        """A copy of ``sample`` with the image as PIL RGB and ``coords`` set to the space this model answers in.
+
+        Images are not resized here: the processor resizes within its min/max pixels, and for
+        ``resized`` coordinates ``resized_size`` records the size the model will see.
+        """
+        out = dict(sample)
+        image = out.get("image")
+        if isinstance(image, str | Path):
+            try:
+                with Image.open(image) as im:
+                    image = im.convert("RGB")
+            except OSError as exc:
+                raise UserError(f"sample {out.get('id', '?')}: cannot open image '{sample['image']}' ({exc})") from exc
+        elif isinstance(image, Image.Image) and image.mode != "RGB":
+            image = image.convert("RGB")
+        if image is not None:
+            out["image"] = image
+            out.setdefault("image_size", [image.width, image.height])
+        if task is not None and task.coord_space == "none":
+            out["coords"] = "none"
+            return out
+        out["coords"] = self.coord_space
+        if self.coord_space == "resized":
+            from perception_r1.tasks.geometry import smart_resize
+
+            w, h = out["image_size"]
+            ip = self.processor.image_processor
+            out["resized_size"] = list(
+                smart_resize(
+                    w,
+                    h,
+                    factor=ip.patch_size * ip.merge_size,
+                    min_pixels=ip.size["shortest_edge"],
+                    max_pixels=ip.size["longest_edge"],
+                )
+            )
+        return out
+
+    # -- prompts ---------------------------------------------------------------------------------
+    def chat_text(self, prompt: str, with_image: bool = True) -> str:
+        """The chat-formatted prompt text (ends with the assistant header)."""
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": prompt}]
+        return self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
+
+    def encode_prompts(
+        self, prompts: Sequence[str], images: Sequence[Image.Image] | None, repeat: int = 1
+    ) -> dict[str, torch.Tensor]:
+        """Process B prompts once, then expand each to ``repeat`` contiguous rows (B*repeat, P), left-padded."""
+        texts = [self.chat_text(p, with_image=images is not None) for p in prompts]
+        kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
+        if images is not None:
+            if len(images) != len(prompts):
+                raise ValueError(f"{len(prompts)} prompts but {len(images)} images")
+            kwargs["images"] = list(images)
+        inputs = dict(self.processor(**kwargs))
+        if repeat > 1:
+            inputs = _repeat_inputs(inputs, repeat)
+        return {k: v.to(self.device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+
+    # -- sampling --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[str],
+        images: Sequence[Image.Image] | None,
+        num_generations: int = 1,
+        max_new_tokens: int = 64,
+        temperature: float = 1.0,
+        greedy: bool = False,
+        return_logprobs: bool = False,
+    ) -> Rollout:
+        """Sample ``num_generations`` completions per prompt (pure sampling: no top-k/top-p/penalties)."""
+        inputs = self.encode_prompts(prompts, images, repeat=num_generations)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=not greedy,
+                temperature=temperature if not greedy else None,
+                top_k=0 if not greedy else None,
+                top_p=1.0 if not greedy else None,
+                min_p=None,
+                typical_p=1.0,
+                repetition_penalty=1.0,
+                no_repeat_ngram_size=0,
+                num_beams=1,
+                eos_token_id=self.eos_ids,
+                pad_token_id=self.tokenizer.pad_token_id,
+                return_dict_in_generate=True,
+                output_scores=return_logprobs,
+            )
+        finally:
+            self.model.train(was_training)
+        completion_ids = out.sequences[:, inputs["input_ids"].shape[1] :]  # (N, T)
+        mask = completion_mask(completion_ids, self.eos_ids)
+        sampler_logprobs = None
+        if return_logprobs:
+            scores = torch.stack(out.scores, dim=1).float()  # (N, T, V) logits after temperature
+            sampler_logprobs = scores.log_softmax(-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
+            sampler_logprobs = sampler_logprobs * mask
+        return Rollout(inputs, completion_ids, mask, self.decode(completion_ids, mask), num_generations, sampler_logprobs)
+
+    def decode(self, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        rows = [ids[: int(m.sum())].tolist() for ids, m in zip(completion_ids, mask, strict=True)]
+        return self.tokenizer.batch_decode(rows, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def teacher_forced(
+        self, prompts: Sequence[str], images: Sequence[Image.Image] | None, answers: Sequence[str]
+    ) -> Rollout:
+        """A Rollout whose completions are given answers (+ <|im_end|>): what SFT trains on."""
+        inputs = self.encode_prompts(prompts, images)
+        eos = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        rows = [self.tokenizer(a, add_special_tokens=False)["input_ids"] + [eos] for a in answers]
+        t = max(len(r) for r in rows)
+        ids = torch.full((len(rows), t), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(rows), t)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1.0
+        return Rollout(inputs, ids.to(self.device), mask.to(self.device), list(answers), 1)
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def token_logprobs(self, rollout: Rollout, model=None, temperature: float = 1.0) -> torch.Tensor:
+        """(N, T) log-prob of every completion token under ``model`` (default: this policy's), one forward.
+
+        Keeps the graph: call under ``torch.no_grad()`` for reference/old log-probs.
+        """
+        model = self.model if model is None else model
+        p = rollout.prompt_inputs
+        ids = rollout.completion_ids  # (N, T)
+        t = ids.shape[1]
+        input_ids = torch.cat([p["input_ids"], ids], dim=1)  # (N, P+T)
+        attention = torch.cat([p["attention_mask"], rollout.completion_mask.to(p["attention_mask"].dtype)], dim=1)
+        extra = {k: v for k, v in p.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        if "mm_token_type_ids" in p:  # completion tokens are text (type 0)
+            extra["mm_token_type_ids"] = torch.cat([p["mm_token_type_ids"], torch.zeros_like(ids)], dim=1)
+        out = model(input_ids=input_ids, attention_mask=attention, use_cache=False, logits_to_keep=t + 1, **extra)
+        logits = out.logits[:, :-1].float()  # (N, T, V): position j predicts completion token j
+        if temperature != 1.0:
+            logits = logits / temperature
+        picked = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # (N, T)
+        return picked - logits.logsumexp(-1)
+
+
+def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:
+    """(N, T) float: 1 up to and including the first EOS of each row, 0 after (all 1 if no EOS)."""
+    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_ids), device=completion_ids.device))
+    # number of EOS strictly before position j; keep positions with none before them
+    before = is_eos.long().cumsum(1) - is_eos.long()
+    return (before == 0).float()
+
+
+def _repeat_inputs(inputs: dict[str, Any], g: int) -> dict[str, Any]:
+    """Expand processed prompts to G contiguous copies each; pixel_values hold each image's patches in turn."""
+    out = dict(inputs)
+    for key in ("input_ids", "attention_mask", "mm_token_type_ids"):
+        if key in out:
+            out[key] = out[key].repeat_interleave(g, dim=0)
+    if "image_grid_thw" in out:
+        grid = out["image_grid_thw"]  # (B, 3)
+        patches = out["pixel_values"].split(grid.prod(-1).tolist())  # B x (n_i, D)
+        out["pixel_values"] = torch.cat([p for p in patches for _ in range(g)])
+        out["image_grid_thw"] = grid.repeat_interleave(g, dim=0)
+    return out
