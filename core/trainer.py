@@ -142,10 +142,10 @@ class Trainer:
         ref_logprobs = None
         if self.reference is not None:
             with torch.no_grad():
-                ref_logprobs = self.policy.token_logprobs(rollout, model=self.reference)  # (N, T)
+                ref_logprobs = self.policy.token_logprobs(rollout, model=self.reference, temperature=c["temperature"])
         old_logprobs = None
         for _ in range(c["updates_per_batch"]):
-            logprobs = self.policy.token_logprobs(rollout, model=self.model)  # (N, T), with grad
+            logprobs = self.policy.token_logprobs(rollout, model=self.model, temperature=c["temperature"])  # (N, T)
             if old_logprobs is None:  # rollouts come from the current weights: ratio 1 on the first update
                 old_logprobs = logprobs.detach()
             loss, stats = grpo_loss(
