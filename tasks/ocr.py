@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import editdistance
+
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
 from perception_r1.tasks.text_render import DEFAULT_SIZE, random_text, render_text
 

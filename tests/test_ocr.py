@@ -7,6 +7,7 @@ import random
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
 from perception_r1 import ParseError
 from perception_r1.tasks.ocr import (
     MAX_CHARS,
