@@ -7,7 +7,7 @@ the ground truth's label names; a predicted label that names no ground-truth cat
 could match nothing, and COCOeval never scores detections of a category without ground truth.
 Box area (for APs/APm/APl) is the box's w * h, as there are no masks.
 
-Metrics are reported in 0-100, as COCO results are quoted. An area range without any ground-truth box
+Metrics are reported in 0-100, as COCO results are quoted, rounded to 6 decimals. An area range without any ground-truth box
 has no defined AP (COCOeval says -1): it is left out of the result instead of reported as a number.
 """
 
@@ -105,7 +105,8 @@ def coco_ap(ground_truth: Sequence[ImageBoxes], predictions: Sequence[ImageBoxes
         evaluator.accumulate()
         evaluator.summarize()
     stats = evaluator.stats
-    return {name: 100.0 * float(stats[i]) for name, i in STAT_NAMES.items() if stats[i] >= 0}
+    # rounded: COCOeval's float noise would report a perfect 100 as 99.99999999999997
+    return {name: round(100.0 * float(stats[i]), 6) for name, i in STAT_NAMES.items() if stats[i] >= 0}
 
 
 def _annotation(ann_id: int, image_id: int, category_id: int, xywh: np.ndarray) -> dict:
