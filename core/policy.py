@@ -94,6 +94,10 @@ class Policy:
             raise UserError(f"model type '{model_type}' is not supported (supported: {', '.join(SUPPORTED)})")
         self.coord_space = SUPPORTED[model_type][1]
         self.eos_ids = self._eos_ids()
+        # vision placeholders must never be sampled: the next forward would count them as image slots
+        vision = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+        ids = {self.tokenizer.convert_tokens_to_ids(t) for t in vision}
+        self.suppressed_ids = sorted(i for i in ids if i is not None and i != self.tokenizer.unk_token_id)
 
     # -- loading and saving ----------------------------------------------------------------------
     @classmethod
@@ -271,6 +275,7 @@ class Policy:
                 repetition_penalty=1.0,
                 no_repeat_ngram_size=0,
                 num_beams=1,
+                suppress_tokens=self.suppressed_ids or None,
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
                 return_dict_in_generate=True,
@@ -325,6 +330,10 @@ class Policy:
         logits = out.logits[:, :-1].float()  # (N, T, V): position j predicts completion token j
         if temperature != 1.0:
             logits = logits / temperature
+        if self.suppressed_ids:  # the same distribution the sampler draws from
+            banned = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+            banned[self.suppressed_ids] = True
+            logits = logits.masked_fill(banned, float("-inf"))
         picked = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # (N, T)
         return picked - logits.logsumexp(-1)
 
