@@ -113,6 +113,21 @@ def snap(values: object, target: object, tolerance: object) -> np.ndarray:
     return np.where(close, t, v)
 
 
+def point_distances(a: object, b: object, tolerance: object = (0.0, 0.0)) -> np.ndarray:
+    """Euclidean distance of every point of ``a`` ``(N, 2)`` to every point of ``b`` ``(M, 2)``.
+
+    Each axis difference first shrinks by ``tolerance`` ``[tx, ty]`` (never below 0): the answer-grid
+    dead zone of :func:`grid_tolerance`. Non-finite or overflowing distances become ``inf``.
+    """
+    pa = _values(a).reshape(-1, 2)[:, None, :]
+    pb = _values(b).reshape(-1, 2)[None, :, :]
+    tol = _values(tolerance).reshape(2) * (1 + 1e-9)  # slack: a value rounded at exactly .5 stays inside
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.clip(np.abs(pa - pb) - tol, 0.0, None)
+        out = np.hypot(diff[..., 0], diff[..., 1])
+    return np.where(np.isfinite(out), out, np.inf)
+
+
 def xywh_to_xyxy(boxes: object) -> np.ndarray:
     """COCO ``[x, y, w, h]`` -> ``[x1, y1, x2, y2]``."""
     b = _values(boxes)

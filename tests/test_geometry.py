@@ -152,3 +152,12 @@ def test_scene_boxes_are_tight_disjoint_and_deterministic():
 def test_crowded_request_gives_fewer_objects_not_a_hang():
     scene = place_objects(random.Random(0), [("square", "red")] * 60, min_size=20, max_size=30)
     assert 0 < len(scene.objects) < 60
+
+
+def test_point_distances_with_dead_zone():
+    d = g.point_distances([[0, 0], [3, 4]], [[0, 0], [6, 8], [np.nan, 0]])
+    np.testing.assert_allclose(d, [[0, 10, np.inf], [5, 5, np.inf]])
+    # dead zone shrinks each axis difference: (3 - 1, 4 - 1) -> sqrt(4 + 9)
+    np.testing.assert_allclose(g.point_distances([[3, 4]], [[0, 0]], [1, 1]), [[np.sqrt(13)]])
+    np.testing.assert_allclose(g.point_distances([[0.5, 0.2]], [[0, 0]], [0.5, 0.5]), [[0.0]])
+    assert g.point_distances(np.zeros((0, 2)), [[1, 1]]).shape == (0, 1)
