@@ -1,1 +1,264 @@
-"""placeholder until the task lands"""
+"""Counting: one box (or point) per instance of an object kind; the count is the number of items.
+
+Answer formats accepted by :meth:`CountingTask.parse` (whitespace anywhere except inside numbers):
+
+* Qwen2-VL boxes ``(x1,y1),(x2,y2)``, each optionally in ``<|box_start|>...<|box_end|>``, items
+  separated by nothing, newlines, ``,`` or ``;``, after an optional object reference
+  (``<|object_ref_start|>red squares<|object_ref_end|>`` or its bare text).
+  Inside box tokens a group holds one box ``(x1,y1),(x2,y2)`` or one point ``(x,y)``. Without box
+  tokens the answer is read as boxes when it has an even number of tuples and each pair is joined by
+  a comma (Qwen's ``(x1,y1),(x2,y2)``), otherwise as points: write points one per line or with ``;``.
+* JSON (optionally in a ```json fence): a list of ``[x1,y1,x2,y2]``, ``[x,y]``, ``{"bbox_2d": [...]}``
+  or ``{"point_2d": [x, y]}`` items.
+* Count 0: ``none`` or ``[]`` (optionally after the object-reference tokens). An empty answer is a
+  format failure, not "zero": silence must not be a free reward.
+
+Bounds on untrusted output: at most :data:`MAX_CHARS` characters and :data:`MAX_ITEMS` items (both
+are ParseError beyond), scanned item by item, so time and memory are linear and capped.
+
+Reward (Perception-R1): the predicted centres are Hungarian-matched to the ground-truth points
+(:mod:`perception_r1.tasks.matching`, minimum total distance), then
+``total = count_ratio * distance`` with ``count_ratio = min(P, G) / max(P, G)`` and
+``distance = max(0, 1 - mean matched distance / image diagonal)``; 0 when the format fails. The paper
+measures distances in 0-1000 space over ``1000 * sqrt 2``; here they are measured in original pixels
+over the pixel diagonal, which is the same for square images and does not depend on the answer's
+space. ``P = G = 0`` ("none" for an empty scene) is perfect (1.0). Components: ``format``,
+``count_ratio``, ``distance`` (None when nothing is matched). Distances have the same answer-grid
+dead zone as grounding (:func:`geometry.grid_tolerance`), so the rounded ground truth earns exactly 1.
+
+Metrics: ``accuracy`` (exact count; a non-parsing answer is wrong), ``mae`` (mean absolute count error;
+a non-parsing answer counts as 0 items) and ``format_rate``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from perception_r1 import ParseError, RewardResult, Task, hookimpl
+from perception_r1.tasks import geometry, matching
+from perception_r1.tasks.grounding import (
+    BOX_END,
+    BOX_START,
+    NUM,
+    REF,
+    check_box,
+    compact,
+    decimals_for,
+    format_number,
+    load_json,
+    numbers,
+    resized_size,
+    unfence,
+)
+from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects, plural
+
+#: most items (boxes or points) an answer may hold: far above any scene, far below a memory problem
+MAX_ITEMS = 500
+#: longest completion parsed: MAX_ITEMS boxes with box tokens fit
+MAX_CHARS = 32_000
+
+_TUPLE = re.compile(rf"\({NUM},{NUM}\)")
+_GROUP = re.compile(rf"{BOX_START}\({NUM},{NUM}\)(?:,\({NUM},{NUM}\))?{BOX_END}")
+_PREFIX = re.compile(REF)
+_NONE = re.compile(r"(?:<\|object_ref_start\|>[^<>]{0,200}<\|object_ref_end\|>)?(?:none|\[\])\.?", re.IGNORECASE)
+_SEP = ",;"
+
+
+def _too_many() -> ParseError:
+    return ParseError(f"more than {MAX_ITEMS} items")
+
+
+def _scan(text: str, pos: int, item: re.Pattern[str]) -> tuple[list[tuple[str | None, ...]], list[str]]:
+    """Items matched back to back from ``pos`` with at most one separator between them; their
+    groups and the separators. Stops at MAX_ITEMS + 1 so the work is capped."""
+    items: list[tuple[str | None, ...]] = []
+    seps: list[str] = []
+    end = len(text) - 1 if text.endswith(".") else len(text)
+    while pos < end:
+        if items:
+            sep = text[pos] if text[pos] in _SEP else ""
+            seps.append(sep)
+            pos += len(sep)
+        match = item.match(text, pos, end)
+        if not match:
+            raise ParseError(f"unexpected text at character {pos} of the compacted answer")
+        items.append(match.groups())
+        if len(items) > MAX_ITEMS:
+            raise _too_many()
+        pos = match.end()
+    if not items:
+        raise ParseError("no boxes or points")
+    return items, seps
+
+
+def _centres(boxes: list[tuple[float, ...]], points: list[tuple[float, ...]]) -> np.ndarray:
+    """Box centres (corners checked) then points, as one ``(N, 2)`` array; order is irrelevant."""
+    centres = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if boxes:
+        centres = np.concatenate([geometry.box_centers([check_box(b) for b in boxes]), centres])
+    return centres
+
+
+def _from_json(value: Any) -> np.ndarray:
+    if not isinstance(value, list):
+        raise ParseError("a JSON answer must be a list of boxes or points")
+    if len(value) > MAX_ITEMS:
+        raise _too_many()
+    boxes, points = [], []
+    for item in value:
+        if isinstance(item, dict):
+            if "bbox_2d" in item:
+                boxes.append(numbers(item["bbox_2d"], 4, "bbox_2d"))
+            elif "point_2d" in item:
+                points.append(numbers(item["point_2d"], 2, "point_2d"))
+            else:
+                raise ParseError("an item needs bbox_2d or point_2d")
+        elif isinstance(item, list) and len(item) in (2, 4):
+            (boxes if len(item) == 4 else points).append(numbers(item, len(item), "an item"))
+        else:
+            raise ParseError("an item must be [x1, y1, x2, y2], [x, y] or an object with bbox_2d / point_2d")
+    return _centres(boxes, points)
+
+
+def parse_centres(text: str) -> np.ndarray:
+    """The ``(N, 2)`` centres of the boxes / points of a completion, in its own space. See the module
+    docstring for the formats."""
+    if not isinstance(text, str):
+        raise ParseError("completion is not text")
+    if len(text) > MAX_CHARS:
+        raise ParseError(f"answer longer than {MAX_CHARS} characters")
+    body = unfence(text)
+    if not body:
+        raise ParseError("empty answer")
+    if body[0] in "[{":
+        return _from_json(load_json(body))
+    flat = compact(body)
+    if _NONE.fullmatch(flat):
+        return np.zeros((0, 2))
+    start = _PREFIX.match(flat).end()  # REF can match the empty string: never None
+    if flat.startswith("<|box_start|>", start):
+        groups, _ = _scan(flat, start, _GROUP)
+        boxes = [tuple(float(v) for v in g) for g in groups if g[2] is not None]
+        points = [tuple(float(v) for v in g[:2]) for g in groups if g[2] is None]
+        return _centres(boxes, points)
+    tuples, seps = _scan(flat, start, _TUPLE)
+    values = [tuple(float(v) for v in t) for t in tuples]
+    if len(values) % 2 == 0 and all(sep == "," for sep in seps[::2]):
+        return _centres([values[i] + values[i + 1] for i in range(0, len(values), 2)], [])
+    return _centres([], values)
+
+
+def count_reward(centres: np.ndarray, sample: Mapping[str, Any], space: str) -> tuple[float, float, float | None]:
+    """(total, count_ratio, distance) of answer ``centres`` (in ``space``) against the sample's points."""
+    gt = np.asarray(sample["solution"]["points"], dtype=np.float64).reshape(-1, 2)
+    p, g = len(centres), len(gt)
+    if p == 0 and g == 0:
+        return 1.0, 1.0, None
+    if p == 0 or g == 0:
+        return 0.0, 0.0, None
+    size, resized = sample["image_size"], resized_size(sample)
+    pred = geometry.to_pixels(centres, space, size, resized)
+    dist = geometry.point_distances(pred, gt, geometry.grid_tolerance(space, size, resized))
+    rows, cols = matching.minimize(dist)
+    diagonal = float(np.hypot(*np.asarray(size, dtype=np.float64)))
+    mean = float(np.mean(dist[rows, cols]))
+    distance = max(0.0, 1.0 - mean / diagonal) if np.isfinite(mean) else 0.0
+    ratio = min(p, g) / max(p, g)
+    return ratio * distance, ratio, distance
+
+
+class CountingTask(Task):
+    name = "counting"
+    description = "Box every instance of an object kind; the count is the number of boxes (Hungarian-matched centres)."
+    prompt_template = "Output all the bounding boxes of the {object}"
+    coord_space = "norm1000"
+    solution_schema = {
+        "type": "object",
+        "required": ["points"],
+        "properties": {
+            "points": {
+                "type": "array",
+                "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+            },
+            # optional: boxes of the same instances, in the same order (render writes boxes then)
+            "boxes": {
+                "type": "array",
+                "items": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4},
+            },
+        },
+    }
+    reward_range = (0.0, 1.0)
+    primary_metric = "accuracy"
+    default_query = {"object": "objects"}
+
+    def parse(self, text: str) -> np.ndarray:
+        return parse_centres(text)
+
+    def reward(self, completion: str, sample: Mapping[str, Any]) -> RewardResult:
+        try:
+            centres = self.parse(completion)
+        except ParseError:
+            return RewardResult(0.0, {"format": 0.0, "count_ratio": None, "distance": None})
+        total, ratio, distance = count_reward(centres, sample, self.space(sample))
+        return RewardResult(total, {"format": 1.0, "count_ratio": ratio, "distance": distance})
+
+    def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        if not records:
+            return {}
+        correct, errors, parsed = 0, 0.0, 0
+        for record in records:
+            truth = len(record["solution"]["points"])
+            try:
+                predicted = len(self.parse(record.get("completion") or ""))
+            except ParseError:
+                errors += truth
+                continue
+            parsed += 1
+            correct += predicted == truth
+            errors += abs(predicted - truth)
+        n = len(records)
+        return {"accuracy": correct / n, "mae": errors / n, "format_rate": parsed / n}
+
+    def render(self, sample: Mapping[str, Any]) -> str:
+        """Boxes when the solution has them (Qwen2-VL box tokens in norm1000, ``bbox_2d`` JSON
+        otherwise), else points; ``none`` for an empty scene."""
+        solution, space = sample["solution"], self.space(sample)
+        points = solution["points"]
+        if not points:
+            return "none"
+        boxes = solution.get("boxes")
+        use_boxes = boxes is not None and len(boxes) == len(points)
+        values = geometry.from_pixels(boxes if use_boxes else points, space, sample["image_size"], resized_size(sample))
+        rows = [[format_number(v, decimals_for(space)) for v in row] for row in values]
+        if space == "norm1000":
+            if use_boxes:
+                return "\n".join(f"<|box_start|>({a},{b}),({c},{d})<|box_end|>" for a, b, c, d in rows)
+            return "\n".join(f"({a},{b})" for a, b in rows)
+        key = "bbox_2d" if use_boxes else "point_2d"
+        return "[" + ", ".join(f'{{"{key}": [{", ".join(row)}]}}' for row in rows) + "]"
+
+    def synthetic(self, rng: random.Random) -> dict[str, Any]:
+        """0-6 objects of one (color, shape) kind to count, among 0-2 distractors of other kinds."""
+        shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
+        others = [(s, c) for s in SHAPES for c in COLORS if (s, c) != (shape, color)]
+        n_target, n_distract = rng.randint(0, 6), rng.randint(0, 2)
+        kinds = [(shape, color)] * n_target + [rng.choice(others) for _ in range(n_distract)]
+        scene = place_objects(rng, kinds, min_size=14, max_size=26)
+        boxes = [o.box for o in scene.objects if (o.shape, o.color) == (shape, color)]
+        centres = geometry.box_centers(boxes).tolist() if boxes else []
+        return {
+            "image": scene.image,
+            "image_size": list(scene.image.size),
+            "query": {"object": f"{color} {plural(shape)}"},
+            "solution": {"points": centres, "boxes": boxes},
+        }
+
+
+@hookimpl
+def register_tasks(register: Any) -> None:
+    register(CountingTask())
