@@ -21,7 +21,7 @@ FORMAT_WEIGHT = 0.1
 
 class ColorTask(Task):
     name = TASK_NAME
-    description = "Name the colour of the single shape in the image (the plugin template)"
+    description = "Name the colour of the single shape in the image (from the plugin template)"
     prompt_template = "What colour is the {shape} in the image? Answer with one word."
     default_query = {"shape": "shape"}
     coord_space = "none"

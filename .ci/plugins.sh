@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install every plugins/* distribution into the current environment (editable) and run its own tests.
+# Exits non-zero if any plugin fails to install or any of its tests fail; the others still run.
+# PIP_EXTRA="..." adds pip flags (dependencies are assumed present: perception-r1 brings them).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+failed=()
+for dir in plugins/*/; do
+  dir=${dir%/}
+  [ -f "$dir/pyproject.toml" ] || continue
+  echo "== $dir"
+  # shellcheck disable=SC2086
+  if ! python -m pip install --quiet --no-deps --no-build-isolation ${PIP_EXTRA:-} -e "$dir"; then
+    failed+=("$dir (install)")
+    continue
+  fi
+  # run from the plugin's own directory: its pyproject holds its pytest settings
+  if ! (cd "$dir" && python -m pytest -q -p no:cacheprovider); then
+    failed+=("$dir (tests)")
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'plugins failed: %s\n' "${failed[*]}" >&2
+  exit 1
+fi
+echo "all plugins passed"
