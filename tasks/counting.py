@@ -51,6 +51,7 @@ from perception_r1.tasks.grounding import (
     decimals_for,
     format_number,
     load_json,
+    load_jsonl,
     numbers,
     resized_size,
     unfence,
@@ -172,6 +173,19 @@ def count_reward(centres: np.ndarray, sample: Mapping[str, Any], space: str) -> 
     return ratio * distance, ratio, distance
 
 
+def _counting_row(row: dict[str, Any]) -> dict[str, Any]:
+    points = row["points"]
+    if not isinstance(points, list):
+        raise ValueError("points must be a list of [x, y]")
+    solution: dict[str, Any] = {"points": [list(numbers(p, 2, "a point")) for p in points]}
+    if "boxes" in row:
+        solution["boxes"] = [list(check_box(numbers(b, 4, "a box"))) for b in row["boxes"]]
+    sample = {"query": {"object": str(row["object"])}, "solution": solution}
+    if "image_size" in row:
+        sample["image_size"] = list(numbers(row["image_size"], 2, "image_size"))
+    return sample
+
+
 class CountingTask(Task):
     name = "counting"
     description = "Box every instance of an object kind; the count is the number of boxes (Hungarian-matched centres)."
@@ -241,6 +255,12 @@ class CountingTask(Task):
             return "\n".join(f"({a},{b})" for a, b in rows)
         key = "bbox_2d" if use_boxes else "point_2d"
         return "[" + ", ".join(f'{{"{key}": [{", ".join(row)}]}}' for row in rows) + "]"
+
+    def load(self, path: str, split: str | None = None) -> list[dict[str, Any]]:
+        """PixMo-Count-style JSONL, one image per line: ``{"image": "rel/path.jpg", "object": "people",
+        "points": [[x, y], ...]}`` in pixels, optional ``"boxes"`` (same instances, same order),
+        ``"image_size": [w, h]`` and ``"id"``."""
+        return load_jsonl(self, path, split, _counting_row)
 
     def synthetic(self, rng: random.Random) -> dict[str, Any]:
         """0-6 objects of one (color, shape) kind to count, among 0-2 distractors of other kinds."""

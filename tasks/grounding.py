@@ -37,10 +37,13 @@ import json
 import math
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
+from PIL import Image
 
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
 from perception_r1.tasks import geometry
@@ -157,6 +160,55 @@ def box_iou(box: Sequence[float], sample: Mapping[str, Any], space: str) -> floa
     return geometry.iou(pred, gt)
 
 
+def load_jsonl(
+    task: Task, path: str, split: str | None, to_sample: Callable[[dict[str, Any]], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Samples of ``task`` from ``<path>/<split>.jsonl`` (or ``path`` itself when it is a file).
+
+    Each row is turned into a sample by ``to_sample`` (which raises KeyError / ValueError on a bad
+    row); ``image`` paths are relative to the file's folder; a missing ``image_size`` is read from
+    the image header. Any bad row is a ValueError naming ``file:line``.
+    """
+    file = Path(path)
+    if file.is_dir():
+        file = file / f"{split or 'train'}.jsonl"
+    if not file.is_file():
+        raise FileNotFoundError(f"task '{task.name}': no data file {file} (expected <data>/<split>.jsonl)")
+    samples = []
+    with file.open(encoding="utf-8") as lines:
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            where = f"{file}:{lineno}"
+            try:
+                row = json.loads(line)
+                sample = to_sample(row)
+                task.validate_solution(sample["solution"])
+                image = file.parent / str(row["image"])
+                if "image_size" not in sample:
+                    with Image.open(image) as im:  # reads the header only
+                        sample["image_size"] = list(im.size)
+            except (KeyError, TypeError, ValueError, OSError, jsonschema.ValidationError) as exc:
+                message = exc.message if isinstance(exc, jsonschema.ValidationError) else f"{type(exc).__name__}: {exc}"
+                raise ValueError(f"{where}: bad '{task.name}' row ({message})") from exc
+            sample.update(image=str(image), image_path=str(image))
+            sample.setdefault("id", str(row.get("id", f"{file.stem}-{lineno}")))
+            samples.append(sample)
+    return samples
+
+
+def _grounding_row(row: dict[str, Any]) -> dict[str, Any]:
+    if "bbox_xywh" in row:  # COCO / RefCOCO annotations
+        bbox = geometry.xywh_to_xyxy(numbers(row["bbox_xywh"], 4, "bbox_xywh")).tolist()
+    else:
+        bbox = list(numbers(row["bbox"], 4, "bbox"))
+    check_box(bbox)
+    sample = {"query": {"expression": str(row["expression"])}, "solution": {"bbox": bbox}}
+    if "image_size" in row:
+        sample["image_size"] = list(numbers(row["image_size"], 2, "image_size"))
+    return sample
+
+
 class GroundingTask(Task):
     name = "grounding"
     description = "Box the object a referring expression names (Qwen2-VL (x1,y1),(x2,y2) answer, IoU reward)."
@@ -217,6 +269,12 @@ class GroundingTask(Task):
         if space == "norm1000":
             return f"<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"
         return f'{{"bbox_2d": [{x1}, {y1}, {x2}, {y2}]}}'
+
+    def load(self, path: str, split: str | None = None) -> list[dict[str, Any]]:
+        """RefCOCO-style JSONL, one referring expression per line:
+        ``{"image": "rel/path.jpg", "expression": "...", "bbox": [x1, y1, x2, y2]}`` in pixels (or
+        ``"bbox_xywh"`` as in COCO annotations), optional ``"image_size": [w, h]`` and ``"id"``."""
+        return load_jsonl(self, path, split, _grounding_row)
 
     def synthetic(self, rng: random.Random) -> dict[str, Any]:
         """1-3 objects of distinct (color, shape) kinds; the expression names one of them."""

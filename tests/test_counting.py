@@ -187,3 +187,21 @@ def test_parser_total_on_any_text(text):
     else:
         assert centres.ndim == 2 and centres.shape[1] == 2 and len(centres) <= MAX_ITEMS
         assert np.all(np.isfinite(centres))
+
+
+def test_load_jsonl_rows_from_local_files(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (200, 100)).save(tmp_path / "a.png")
+    (tmp_path / "train.jsonl").write_text(
+        '{"image": "a.png", "object": "red squares", "points": [[50, 50], [150, 50]]}\n'
+        '{"image": "a.png", "object": "cats", "points": [], "image_size": [200, 100]}\n'
+    )
+    samples = TASK.load(str(tmp_path / "train.jsonl"))
+    assert [len(s["solution"]["points"]) for s in samples] == [2, 0]
+    assert samples[0]["image_size"] == [200, 100]
+    assert TASK.reward("(250,500)\n(750,500)", samples[0]).total == 1.0
+    assert TASK.reward("none", samples[1]).total == 1.0
+    (tmp_path / "val.jsonl").write_text('{"image": "a.png", "object": "x", "points": [[1, 2, 3]]}\n')
+    with pytest.raises(ValueError, match=r"val.jsonl:1"):
+        TASK.load(str(tmp_path), "val")
