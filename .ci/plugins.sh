@@ -4,6 +4,7 @@
 # PIP_EXTRA="..." adds pip flags (dependencies are assumed present: perception-r1 brings them).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export PIP_ROOT_USER_ACTION=${PIP_ROOT_USER_ACTION:-ignore} PIP_DISABLE_PIP_VERSION_CHECK=1
 failed=()
 for dir in plugins/*/; do
   dir=${dir%/}

@@ -1,8 +1,9 @@
 import math
 
 import pytest
-from perception_r1.registry import get_registry, reset_registry
 from perception_r1_brevity_reward import REWARD_NAME, length_penalty
+
+from perception_r1.registry import get_registry, reset_registry
 
 
 def test_installed_and_discovered():
