@@ -91,7 +91,7 @@ def sft(
 
 
 def format_report(
-    policy, tasks: Sequence[Task], n: int = 64, batch_size: int = 16, max_new_tokens: int = 96
+    policy, tasks: Sequence[Task], n: int = 64, batch_size: int = 16, max_new_tokens: int = 160
 ) -> dict[str, dict[str, float]]:
     """Per task, on ``n`` held-out synthetic samples: fraction of greedy answers that parse + the task's metrics."""
     from perception_r1.data import synthetic_samples

@@ -193,3 +193,58 @@ def test_embedded_default_loads():
     assert policy.name == "tiny-base" and policy.coord_space == "norm1000"
     size = sum(f.stat().st_size for f in DEFAULT_MODEL.iterdir())
     assert size < 8_000_000  # a few MB
+
+
+@pytest.fixture(scope="module")
+def qwen25_dir(tmp_path_factory):
+    """A directory laid out like a real Qwen2.5-VL checkpoint: flat 4.x-style config.json,
+    preprocessor_config.json with min/max_pixels, chat_template.json, no processor_config.json."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from perception_r1.tiny import CHAT_TEMPLATE, build_tokenizer
+
+    path = tmp_path_factory.mktemp("qwen25")
+    tok = build_tokenizer(CORPUS, vocab_size=400)
+    tok.save_pretrained(path)
+    for name in ("chat_template.jinja", "chat_template.json"):  # keep only the real layout's file
+        (path / name).unlink(missing_ok=True)
+    (path / "chat_template.json").write_text(json.dumps({"chat_template": CHAT_TEMPLATE}))
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+                                                     "<|vision_end|>", "<|im_end|>", "<|endoftext|>")}
+    flat = {
+        "architectures": ["Qwen2_5_VLForConditionalGeneration"], "model_type": "qwen2_5_vl",
+        "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "num_key_value_heads": 1, "max_position_embeddings": 1024,
+        "rope_theta": 10000.0, "rope_scaling": {"type": "mrope", "mrope_section": [4, 6, 6]},
+        "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"], "tie_word_embeddings": True,
+        "image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+        "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
+        "vision_config": {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
+                          "out_hidden_size": 64, "window_size": 56, "fullatt_block_indexes": [1]},
+    }
+    torch.manual_seed(0)
+    Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**flat)).save_pretrained(path)
+    (path / "config.json").write_text(json.dumps(flat))
+    (path / "preprocessor_config.json").write_text(json.dumps({
+        "min_pixels": 3136, "max_pixels": 200704, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor",
+    }))
+    return path
+
+
+def test_real_checkpoint_layout_loads_the_same_way(qwen25_dir):
+    """Qwen2.5-VL answers in resized pixels: resized_size matches what its processor feeds the model."""
+    pytest.importorskip("perception_r1.tasks.geometry")
+    policy = Policy.load(qwen25_dir)
+    assert policy.coord_space == "resized"
+    assert policy.processor.image_processor.size["longest_edge"] == 200704
+    image = Image.new("RGB", (640, 480))
+    out = policy.prepare({"image": image})
+    grid = policy.encode_prompts(["x"], [image])["image_grid_thw"][0]
+    assert out["resized_size"] == [int(grid[2]) * 14, int(grid[1]) * 14] != [640, 480]
+    torch.manual_seed(0)
+    r = policy.generate(PROMPTS, images(), num_generations=2, max_new_tokens=5, return_logprobs=True)
+    with torch.no_grad():
+        ours = policy.token_logprobs(r)
+    assert torch.allclose(ours * r.completion_mask, r.sampler_logprobs, atol=1e-4)
