@@ -86,6 +86,8 @@ class Trainer:
             pools = {split: task.load(self.config["data"], split) for split in ("train", "val")}
         except NotImplementedError as exc:
             raise UserError(f"--data: {exc}") from exc
+        except (ValueError, OSError) as exc:  # loaders name the file:line at fault
+            raise UserError(f"--data: {exc}".replace("\n", " ")) from exc
         for split, pool in pools.items():
             if not pool:
                 raise UserError(f"--data {self.config['data']}: no '{split}' samples for task '{task.name}'")

@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from perception_r1.grpo import aggregate, clipped_surrogate, group_advantages, grpo_loss, k3_kl, zero_std_fraction
+from perception_r1.grpo import (
+    aggregate,
+    clipped_surrogate,
+    group_advantages,
+    grpo_loss,
+    k3_kl,
+    zero_std_fraction,
+)
 
 
 def test_group_advantages_std_normalised_by_hand():
