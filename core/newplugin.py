@@ -2,8 +2,8 @@
 
 The one source of the template is ``plugins/template`` in the repository (a real distribution whose
 tests CI runs). It is found, in order: ``--template DIR``; a copy shipped inside the package at
-``perception_r1/assets/plugin-template`` (for installs from a wheel, when the build ships it); the
-repository checkout next to an editable install (``pip install -e .``).
+``perception_r1/plugin_template`` (installs from a wheel, when pyproject maps that package to
+``plugins/template``); the repository checkout next to an editable install (``pip install -e .``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def find_template(explicit: Path | None = None) -> Path:
     import perception_r1
 
     package = Path(perception_r1.__file__).resolve().parent
-    for candidate in (package / "assets" / "plugin-template", package.parent / "plugins" / "template"):
+    for candidate in (package / "plugin_template", package.parent / "plugins" / "template"):
         if (candidate / "pyproject.toml").is_file():
             return candidate
     raise UserError(

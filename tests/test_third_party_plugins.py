@@ -26,8 +26,12 @@ JUNK = ["__pycache__/x.cpython-311.pyc", "perception_r1_template.egg-info/PKG-IN
 
 
 # -- new-plugin, fast ------------------------------------------------------------------------------
-def test_default_template_is_the_repository_copy():
-    assert find_template() == TEMPLATE
+def test_default_template_is_found():
+    import perception_r1
+
+    packaged = Path(perception_r1.__file__).parent / "plugin_template"  # only in wheel installs
+    assert find_template() == (packaged if packaged.is_dir() else TEMPLATE)
+    assert 'name = "perception-r1-template"' in (find_template() / "pyproject.toml").read_text()
 
 
 def test_new_plugin_renames_everything_and_leaves_build_junk_behind(tmp_path):
