@@ -6,33 +6,33 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from perception_r1.errors import UserError
 
 
-def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line; a bad line is a UserError naming file:line."""
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for every non-blank line, in order; a bad line is a UserError naming file:line."""
     path = Path(path)
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open("rb")  # decoded per line, so a bad byte is reported with its line number
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
-    rows = []
     with handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
+        for lineno, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(raw.decode("utf-8"))
             except json.JSONDecodeError as exc:
                 raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{path}:{lineno}: not UTF-8 text") from exc
             if not isinstance(obj, dict):
                 raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            rows.append((lineno, obj))
-    return rows
+            yield lineno, obj
 
 
 def _json_default(value: Any) -> Any:
