@@ -1,4 +1,8 @@
-"""Shared fixtures."""
+"""Shared fixtures.
+
+The project's tests see the built-in plugins only, unless a test allows more: third-party plugins
+installed on the machine (perhaps from another checkout) must not change what the tests measure.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,20 @@ import pytest
 
 from perception_r1.registry import reset_registry
 
+os.environ.setdefault("PERCEPTION_R1_PLUGINS", "")
+
 
 @pytest.fixture
 def plugin_dir(tmp_path, monkeypatch):
-    """A directory on sys.path (and PYTHONPATH for subprocesses) for throw-away plugin dists."""
+    """A directory on sys.path (and PYTHONPATH for subprocesses) for throw-away plugin dists.
+
+    ``helpers.make_dist`` adds each dist it writes there to the allow-list.
+    """
     root = tmp_path / "site"
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("PERCEPTION_R1_PLUGINS", "")
     reset_registry()
     yield root
     reset_registry()

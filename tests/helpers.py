@@ -17,6 +17,8 @@ def make_dist(root: Path, dist: str, module: str, source: str, version: str = "1
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[perception_r1]\n{module} = {module}\n")
+    allowed = [p for p in os.environ.get("PERCEPTION_R1_PLUGINS", "").split(",") if p]
+    os.environ["PERCEPTION_R1_PLUGINS"] = ",".join([*allowed, dist])  # the plugin_dir fixture restores it
     return root
 
 
