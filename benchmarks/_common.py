@@ -1,0 +1,61 @@
+"""Helpers shared by the benchmark scripts: timing, machine description, plain-text tables."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+
+def machine() -> str:
+    """One line naming the CPU, the cores this process may use and the torch version."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import torch
+
+        torch_version = f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    except ImportError:
+        torch_version = "no torch"
+    return f"{model}, nproc {len(os.sched_getaffinity(0))}, Python {platform.python_version()}, {torch_version}"
+
+
+def best_of(fn: Callable[[], object], repeats: int = 3, min_seconds: float = 0.2) -> float:
+    """Seconds per call of ``fn``: the fastest of ``repeats`` rounds, each looping for >= ``min_seconds``.
+
+    The minimum, not the mean: other engineers share the 2 cores, and their load only ever adds time.
+    """
+    fn()  # warm-up: imports, caches, lazy initialisation
+    rounds = []
+    for _ in range(repeats):
+        calls, start = 0, time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+        rounds.append(elapsed / calls)
+    return min(rounds)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub-flavoured Markdown table (pastes straight into benchmarks/README.md)."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
