@@ -1,0 +1,89 @@
+"""`perception-r1 eval`: a model on a task's held-out data, the paper's numbers beside when it is a paper set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from perception_r1.display import metrics_table, print_table
+
+
+def paper_columns(metrics: dict[str, float], paper: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
+    """Table columns: this model's metrics, and the paper's base / Perception-R1 numbers where it has them."""
+    columns: dict[str, dict[str, float]] = {"this model": metrics}
+    if paper:
+        columns["paper base"] = {k: v[0] for k, v in paper.items()}
+        columns["paper Perception-R1"] = {k: v[1] for k, v in paper.items()}
+    return columns
+
+
+@click.command("eval")
+@click.option("--task", "task_name", required=True, help="Task to evaluate.")
+@click.option("--model", type=click.Path(), help="Model directory (default: the embedded tiny model).")
+@click.option("--data", type=click.Path(), help="Local data set (default: the task's synthetic held-out split).")
+@click.option("--split", default="val", show_default=True, help="Split of --data (val, test, testA, ...).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N samples (synthetic default: 64; data: all).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Answer budget (the paper: 768 for grounding/counting, 2048 for detection).")
+@click.option("--benchmark", help="Name of the paper benchmark the data is (e.g. 'RefCOCO val'); guessed from --data.")
+@click.option("--out", type=click.Path(file_okay=False), help="Write predictions.jsonl, metrics.json and report.html here.")
+@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+def command(task_name: str, model: str | None, data: str | None, split: str, limit: int | None, batch_size: int,
+            max_new_tokens: int, benchmark: str | None, out: str | None, threads: int | None, as_json: bool) -> None:
+    """Greedy answers of a model on held-out samples, scored by the task's evaluator.
+
+    The predictions JSONL re-scores to the same metrics with `perception-r1 score`.
+    """
+    import torch
+
+    from perception_r1 import io, paper_results
+    from perception_r1.data import synthetic_samples
+    from perception_r1.display import progress
+    from perception_r1.errors import UserError
+    from perception_r1.evaluation import evaluate_policy
+    from perception_r1.loaders import load_samples
+    from perception_r1.policy import Policy
+    from perception_r1.registry import get_registry
+
+    if threads:
+        torch.set_num_threads(threads)
+    task = get_registry().task(task_name)
+    if data:
+        loaded = load_samples(task, data, split, limit)
+        samples, benchmark = loaded.samples, benchmark or loaded.benchmark
+        source = f"{data} ({split}, {loaded.format})"
+    else:
+        samples = synthetic_samples(task, "heldout", limit or 64, seed=0)
+        source = "synthetic heldout (seed 0)"
+    if not samples:
+        raise UserError(f"{source}: no samples")
+    policy = Policy.load(model)
+    with progress() as bar, torch.no_grad():
+        tid = bar.add_task(f"eval {task_name}", total=len(samples), status="")
+        metrics, records = evaluate_policy(policy, task, samples, batch_size, max_new_tokens,
+                                           on_batch=lambda n: bar.advance(tid, n))
+    paper = paper_results.lookup(task_name, benchmark)
+    if out:
+        out_dir = Path(out)
+        summary: dict[str, Any] = {
+            "task": task_name, "model": model or "embedded tiny model", "data": source, "benchmark": benchmark,
+            "samples": len(records), "metrics": metrics,
+            "paper": {k: {"base": b, "perception_r1": r} for k, (b, r) in paper.items()},
+        }
+        io.write_jsonl(out_dir / "predictions.jsonl", records)
+        io.atomic_write_text(out_dir / "metrics.json", json.dumps(summary, indent=2))
+        from perception_r1.report import write_report
+
+        write_report(out_dir)
+    if as_json:
+        click.echo(json.dumps(metrics))
+        return
+    title = f"{task_name} on {source}: {len(records)} samples" + (f" = {benchmark}" if benchmark else "")
+    print_table(metrics_table(paper_columns(metrics, paper), title=title))
+    if out:
+        click.echo(f"wrote {out}/predictions.jsonl, metrics.json, report.html")

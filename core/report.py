@@ -1,0 +1,390 @@
+"""A self-contained HTML report of a run or an eval directory: curves, metrics, a gallery of answers.
+
+Reads what the trainer and `eval` write (every file optional, at least one needed):
+``metrics.jsonl`` (per-step training logs: curves), ``eval.json`` (before/after metrics),
+``metrics.json`` (an `eval --out` summary with the paper's numbers), ``eval_after.jsonl`` /
+``predictions.jsonl`` / ``eval_before.jsonl`` (scored records: the gallery), ``completions.jsonl``
+(sampled training completions: a second gallery of the last logged step) and ``config.yaml``.
+
+Images are not stored with the records. The gallery gets them (1) from the record's ``image_path``, or
+(2) for synthetic samples, by regenerating the sample from its id ``<task>-<split>-<seed>-<index>`` with
+:func:`perception_r1.data.synthetic_samples`, accepted only if the regenerated ground truth equals the
+record's; (3) else the boxes are drawn on a blank canvas of ``image_size``. Ground truth is drawn in
+green, the prediction in magenta. Charts are matplotlib PNGs (Agg backend); every picture is inlined as
+base64, so the page is one file. All text from files (model output included) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from perception_r1 import io as pio
+from perception_r1.contract import ParseError, Task
+
+TRUTH, PREDICTION = (20, 200, 60), (230, 0, 200)
+#: gallery pictures are scaled so their longer side is this many pixels
+VIEW = 256
+GALLERY_SIZE = 6  # best and worst records shown each
+RECORD_FILES = ("eval_after.jsonl", "predictions.jsonl", "eval_before.jsonl")
+KNOWN_FILES = ("metrics.jsonl", "eval.json", "metrics.json", "completions.jsonl", *RECORD_FILES)
+CHARTS = (  # (title, metrics.jsonl keys; "rewards/*" = every reward component)
+    ("Reward (mean ± std over rollouts)", ("reward",)),
+    ("Reward components", ("rewards/*",)),
+    ("Fraction of zero-std groups", ("zero_std_groups",)),
+    ("KL to the reference", ("kl",)),
+    ("Completion length (tokens)", ("completion_length",)),
+    ("Loss and clip fraction", ("loss", "clip_fraction")),
+)
+_SYNTHETIC_ID = re.compile(r"^(?P<task>.+)-(?P<split>train|heldout)-(?P<seed>\d+)-(?P<index>\d+)$")
+
+
+@dataclass
+class Shapes:
+    """What one answer says, in original-image pixels."""
+
+    boxes: list[list[float]] = field(default_factory=list)
+    points: list[list[float]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    text: str | None = None
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def _read_json(path: Path) -> Any:
+    from perception_r1.errors import UserError
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read it as JSON ({exc})") from exc
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    return [row for _, row in pio.read_jsonl(path)] if path.is_file() else []
+
+
+def _task(name: str | None) -> Task | None:
+    from perception_r1.registry import get_registry
+
+    registry = get_registry()
+    return registry.tasks.get(name) if name else None
+
+
+# -- shapes of answers and ground truths -----------------------------------------------------------
+def truth_shapes(solution: Mapping[str, Any]) -> Shapes:
+    shapes = Shapes()
+    if isinstance(solution.get("bbox"), list):
+        shapes.boxes.append([float(v) for v in solution["bbox"]])
+    for box in solution.get("boxes") or []:
+        shapes.boxes.append([float(v) for v in box])
+    shapes.points = [[float(v) for v in p] for p in solution.get("points") or []]
+    shapes.labels = [str(label) for label in solution.get("labels") or []]
+    if isinstance(solution.get("text"), str):
+        shapes.text = solution["text"]
+    return shapes
+
+
+def prediction_shapes(task: Task, record: Mapping[str, Any], space: str | None) -> tuple[Shapes, str]:
+    """The parsed completion as shapes in pixels, and a note when it cannot be drawn."""
+    from perception_r1.tasks import geometry
+
+    try:
+        answer = task.parse(record.get("completion") or "")
+    except ParseError as exc:
+        return Shapes(), f"does not parse: {exc.reason}"
+    if isinstance(answer, str):
+        return Shapes(text=answer), ""
+    labels: list[str] = []
+    if hasattr(answer, "boxes"):  # detection-style (boxes, labels)
+        labels = [str(v) for v in getattr(answer, "labels", [])]
+        answer = answer.boxes
+    values = np.asarray(answer, dtype=np.float64)
+    if values.ndim == 1:
+        values = values.reshape(1, -1)
+    if values.size == 0:
+        return Shapes(labels=labels), ""
+    if space in (None, "none") or values.shape[-1] not in (2, 4):
+        return Shapes(), "prediction not drawable (unknown coordinate space)"
+    try:
+        pixels = geometry.to_pixels(values, space, record["image_size"], record.get("resized_size")).tolist()
+    except (ValueError, KeyError, TypeError) as exc:
+        return Shapes(), f"prediction not drawable ({exc})"
+    if values.shape[-1] == 4:
+        return Shapes(boxes=pixels, labels=labels), ""
+    return Shapes(points=pixels), ""
+
+
+# -- images ----------------------------------------------------------------------------------------
+class Images:
+    """Original images of records: from ``image_path`` or regenerated synthetic samples (cached)."""
+
+    def __init__(self) -> None:
+        self._synthetic: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+
+    def get(self, task: Task, record: Mapping[str, Any], sample_id: str) -> tuple[Image.Image | None, str]:
+        path = record.get("image_path")
+        if path and Path(path).is_file():
+            try:
+                with Image.open(path) as im:
+                    return im.convert("RGB"), ""
+            except OSError:
+                return None, f"cannot open {path}"
+        match = _SYNTHETIC_ID.match(sample_id or "")
+        if not match or match["task"] != task.name:
+            return None, "image not stored"
+        from perception_r1.data import synthetic_samples
+
+        key, index = (task.name, match["split"], int(match["seed"])), int(match["index"])
+        cached = self._synthetic.get(key, [])
+        if len(cached) <= index:
+            cached = synthetic_samples(task, key[1], index + 1, seed=key[2])
+            self._synthetic[key] = cached
+        sample = cached[index]
+        if json.loads(pio.dumps(sample["solution"])) != record.get("solution"):
+            return None, "synthetic generator changed since the run: image not reproducible"
+        return sample["image"].convert("RGB"), ""
+
+
+def draw(image: Image.Image | None, size: Sequence[float], truth: Shapes, pred: Shapes) -> tuple[Image.Image, float]:
+    """The picture scaled to :data:`VIEW` with truth (green) and prediction (magenta) drawn; and the scale."""
+    w, h = (int(round(v)) for v in size)
+    base = image if image is not None else Image.new("RGB", (max(w, 1), max(h, 1)), (235, 235, 235))
+    scale = VIEW / max(base.width, base.height)
+    view = base.resize((max(1, round(base.width * scale)), max(1, round(base.height * scale))),
+                       Image.NEAREST if scale >= 1 else Image.LANCZOS)
+    pen = ImageDraw.Draw(view)
+    for shapes, colour, width in ((truth, TRUTH, 3), (pred, PREDICTION, 2)):
+        for i, box in enumerate(shapes.boxes):
+            x1, y1, x2, y2 = (v * scale for v in box)
+            pen.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=width)
+            if i < len(shapes.labels):
+                pen.text((x1 + 2, y1 + 1), shapes.labels[i], fill=colour)
+        for x, y in shapes.points:
+            x, y, r = x * scale, y * scale, 4
+            if colour == TRUTH:
+                pen.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
+            else:
+                pen.line([x - r, y - r, x + r, y + r], fill=colour, width=2)
+                pen.line([x - r, y + r, x + r, y - r], fill=colour, width=2)
+    return view, scale
+
+
+def _png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# -- charts ----------------------------------------------------------------------------------------
+def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for i, row in enumerate(rows, 1):
+        value = row.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            xs.append(float(row.get("step", i)))
+            ys.append(float(value))
+    return xs, ys
+
+
+def charts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(title, base64 PNG) per chart that has data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = []
+    for title, keys in CHARTS:
+        names = [k for k in keys if not k.endswith("*")]
+        for prefix in (k[:-1] for k in keys if k.endswith("*")):
+            names += sorted({k for row in rows for k in row if k.startswith(prefix)})
+        series = [(name, *_series(rows, name)) for name in names]
+        series = [s for s in series if s[1]]
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(4.6, 2.9), dpi=100)
+        for name, xs, ys in series:
+            ax.plot(xs, ys, label=name.removeprefix("rewards/"), marker="." if len(xs) < 30 else None)
+            if name == "reward":
+                sx, sd = _series(rows, "reward_std")
+                if len(sd) == len(ys):
+                    ax.fill_between(xs, np.subtract(ys, sd), np.add(ys, sd), alpha=0.2)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        out.append((title, base64.b64encode(buffer.getvalue()).decode("ascii")))
+    return out
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _e(value)
+
+
+def _table(columns: Mapping[str, Mapping[str, Any]]) -> str:
+    keys: list[str] = []
+    for metrics in columns.values():
+        keys += [k for k in metrics if k not in keys]
+    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    body = "".join(
+        f"<tr><td>{_e(k)}</td>" + "".join(f"<td class=num>{_fmt(m.get(k))}</td>" for m in columns.values()) + "</tr>"
+        for k in keys
+    )
+    return f"<table><tr><th>metric</th>{head}</tr>{body}</table>"
+
+
+def _card(task: Task, record: Mapping[str, Any], images: Images, coords: str | None) -> str:
+    sample_id = str(record.get("id") or record.get("sample_id") or "")
+    image, note = images.get(task, record, sample_id)
+    record = dict(record)
+    if "image_size" not in record and image is not None:
+        record["image_size"] = [image.width, image.height]
+    if "image_size" not in record:
+        return ""
+    space = record.get("coords") or coords or task.coord_space
+    truth = truth_shapes(record.get("solution") or {})
+    pred, pred_note = prediction_shapes(task, record, space)
+    view, _ = draw(image, record["image_size"], truth, pred)
+    parts = [f'<img alt="{_e(sample_id)}" src="data:image/png;base64,{_png(view)}">']
+    parts.append(f"<div class=reward>reward <b>{_fmt(record.get('reward'))}</b> · {_e(sample_id)}</div>")
+    components = record.get("rewards") or {}
+    if components:
+        parts.append("<div class=comp>" + " · ".join(f"{_e(k)} {_fmt(v)}" for k, v in components.items()) + "</div>")
+    query = record.get("query") or {}
+    if query and task.name != "detection":
+        parts.append("<div class=query>" + _e("; ".join(f"{k}: {v}" for k, v in query.items())) + "</div>")
+    if truth.text is not None:
+        parts.append(f"<div><span class=truth>truth</span> {_e(truth.text[:300])}</div>")
+    completion = str(record.get("completion") or "")
+    clipped = completion[:300] + ("…" if len(completion) > 300 else "")
+    parts.append(f"<div><span class=pred>answer</span> <code>{_e(clipped)}</code></div>")
+    for text in (note, pred_note):
+        if text:
+            parts.append(f"<div class=note>{_e(text)}</div>")
+    return "<div class=card>" + "".join(parts) + "</div>"
+
+
+def _gallery(task: Task, records: list[dict[str, Any]], images: Images, coords: str | None) -> str:
+    scored = sorted((r for r in records if isinstance(r.get("reward"), int | float)), key=lambda r: -r["reward"])
+    best = scored[:GALLERY_SIZE]
+    worst = [r for r in reversed(scored) if not any(r is b for b in best)][:GALLERY_SIZE]
+    out = []
+    for title, group in (("Best", best), ("Worst", worst)):
+        cards = "".join(_card(task, r, images, coords) for r in group)
+        if cards:
+            out.append(f"<h3>{title}</h3><div class=gallery>{cards}</div>")
+    return "".join(out)
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px}
+td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4}
+.charts,.gallery{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #eee;padding:4px}
+.chart div{font-size:13px;font-weight:600}
+.card{width:270px;border:1px solid #ddd;border-radius:6px;padding:6px;font-size:12px;overflow-wrap:anywhere}
+.card img{display:block;margin:0 auto 4px auto;image-rendering:pixelated;max-width:256px}
+.reward{font-size:13px}.comp,.query{color:#555}.note{color:#a40}
+.truth{color:#14c83c;font-weight:700}.pred{color:#e600c8;font-weight:700}
+code{font-size:11px;background:#f6f6f6}
+.legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
+"""
+
+
+def build_report(run_dir: str | Path) -> str:
+    """The report of ``run_dir`` as one HTML string."""
+    from perception_r1.errors import UserError
+    from perception_r1.perplexity import format_big, perplexity
+
+    root = Path(run_dir)
+    if not root.is_dir() or not any((root / f).is_file() for f in KNOWN_FILES):
+        raise UserError(f"{root}: not a run or eval directory (none of {', '.join(KNOWN_FILES)} there)")
+    config_text = (root / "config.yaml").read_text(encoding="utf-8") if (root / "config.yaml").is_file() else ""
+    summary = _read_json(root / "metrics.json") if (root / "metrics.json").is_file() else {}
+    records_file = next((root / f for f in RECORD_FILES if (root / f).is_file()), None)
+    records = _rows(records_file) if records_file else []
+    completions = _rows(root / "completions.jsonl")
+    steps = _rows(root / "metrics.jsonl")
+    task_names = list(dict.fromkeys([r.get("task") for r in records + completions if r.get("task")]))
+    if not task_names and summary.get("task"):
+        task_names = [summary["task"]]
+    embedded = bool(config_text) and re.search(r"^model:\s*(null|~)?\s*$", config_text, re.MULTILINE) is not None
+    coords = "norm1000" if embedded else None  # the embedded model is Qwen2-VL: it answers in 0-1000
+
+    sections = [f"<h1>perception-r1 report: {_e(root.name)}</h1>"]
+    if summary:
+        sections.append(f"<p>{_e(summary.get('task'))} · model {_e(summary.get('model'))} · data "
+                        f"{_e(summary.get('data'))} · {_e(summary.get('samples'))} samples"
+                        + (f" · benchmark <b>{_e(summary['benchmark'])}</b>" if summary.get("benchmark") else "")
+                        + "</p>")
+        columns: dict[str, Mapping[str, Any]] = {"this model": summary.get("metrics") or {}}
+        paper = summary.get("paper") or {}
+        if paper:
+            columns["paper base"] = {k: v.get("base") for k, v in paper.items()}
+            columns["paper Perception-R1"] = {k: v.get("perception_r1") for k, v in paper.items()}
+        sections.append("<h2>Metrics</h2>" + _table(columns))
+    if (root / "eval.json").is_file():
+        results = _read_json(root / "eval.json")
+        columns = {k: results[k] for k in ("before", "after") if isinstance(results.get(k), dict) and results[k]}
+        if columns:
+            sections.append("<h2>Held-out metrics before and after training</h2>" + _table(columns))
+    if steps:
+        pictures = "".join(f'<div class=chart><div>{_e(t)}</div><img alt="{_e(t)}" src="data:image/png;base64,{p}"></div>'
+                           for t, p in charts(steps))
+        sections.append(f"<h2>Training curves ({len(steps)} steps)</h2><div class=charts>{pictures}</div>")
+    legend = ("<p class=legend>ground truth<span style='background:#14c83c'></span>"
+              "prediction<span style='background:#e600c8'></span></p>")
+    images = Images()
+    for name in task_names:
+        task = _task(name)
+        if task is None:
+            sections.append(f"<p class=note>task '{_e(name)}' is not installed: no gallery</p>")
+            continue
+        mine = [r for r in records if r.get("task", name) == name]
+        if mine:
+            ppl = perplexity(r["solution"] for r in mine if isinstance(r.get("solution"), dict))
+            sections.append(f"<h2>{_e(name)}: evaluation answers ({_e(records_file.name)}, {len(mine)} records)</h2>"
+                            f"<p>perceptual perplexity of these samples: {_e(format_big(ppl['log10_mean']))}</p>"
+                            + legend + _gallery(task, mine, images, coords))
+        logged = [r for r in completions if r.get("task") == name]
+        if logged:
+            last = max(r.get("step", 0) for r in logged)
+            rows = [r for r in logged if r.get("step", 0) == last]
+            sections.append(f"<h2>{_e(name)}: sampled training completions (step {_e(last)})</h2>"
+                            + legend + _gallery(task, rows, images, coords))
+    if config_text:
+        sections.append(f"<h2>Config</h2><pre>{_e(config_text)}</pre>")
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>perception-r1 {_e(root.name)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(sections)}</body></html>")
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``run_dir/report.html`` (atomically) and return its path."""
+    path = Path(run_dir) / "report.html"
+    pio.atomic_write_text(path, build_report(run_dir))
+    return path
