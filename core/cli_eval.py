@@ -20,6 +20,26 @@ def paper_columns(metrics: dict[str, float], paper: dict[str, tuple[float, float
     return columns
 
 
+def write_eval_dir(
+    out_dir: str | Path, task_name: str, model: str | None, source: str, benchmark: str | None,
+    metrics: dict[str, float], records: list[dict[str, Any]],
+) -> None:
+    """predictions.jsonl (re-scorable by `perception-r1 score`), metrics.json and report.html in ``out_dir``."""
+    from perception_r1 import io, paper_results
+    from perception_r1.report import write_report
+
+    out = Path(out_dir)
+    paper = paper_results.lookup(task_name, benchmark)
+    summary: dict[str, Any] = {
+        "task": task_name, "model": model or "embedded tiny model", "data": source, "benchmark": benchmark,
+        "samples": len(records), "metrics": metrics,
+        "paper": {k: {"base": b, "perception_r1": r} for k, (b, r) in paper.items()},
+    }
+    io.write_jsonl(out / "predictions.jsonl", records)
+    io.atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
+    write_report(out)
+
+
 @click.command("eval")
 @click.option("--task", "task_name", required=True, help="Task to evaluate.")
 @click.option("--model", type=click.Path(), help="Model directory (default: the embedded tiny model).")
@@ -41,7 +61,7 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
     """
     import torch
 
-    from perception_r1 import io, paper_results
+    from perception_r1 import paper_results
     from perception_r1.data import synthetic_samples
     from perception_r1.display import progress
     from perception_r1.errors import UserError
@@ -58,6 +78,8 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
         samples, benchmark = loaded.samples, benchmark or loaded.benchmark
         source = f"{data} ({split}, {loaded.format})"
     else:
+        if benchmark:
+            raise UserError("--benchmark names the paper data set --data holds; without --data the data is synthetic")
         samples = synthetic_samples(task, "heldout", limit or 64, seed=0)
         source = "synthetic heldout (seed 0)"
     if not samples:
@@ -69,17 +91,7 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
                                            on_batch=lambda n: bar.advance(tid, n))
     paper = paper_results.lookup(task_name, benchmark)
     if out:
-        out_dir = Path(out)
-        summary: dict[str, Any] = {
-            "task": task_name, "model": model or "embedded tiny model", "data": source, "benchmark": benchmark,
-            "samples": len(records), "metrics": metrics,
-            "paper": {k: {"base": b, "perception_r1": r} for k, (b, r) in paper.items()},
-        }
-        io.write_jsonl(out_dir / "predictions.jsonl", records)
-        io.atomic_write_text(out_dir / "metrics.json", json.dumps(summary, indent=2))
-        from perception_r1.report import write_report
-
-        write_report(out_dir)
+        write_eval_dir(out, task_name, model, source, benchmark, metrics, records)
     if as_json:
         click.echo(json.dumps(metrics))
         return

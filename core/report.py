@@ -164,7 +164,7 @@ def draw(image: Image.Image | None, size: Sequence[float], truth: Shapes, pred: 
     view = base.resize((max(1, round(base.width * scale)), max(1, round(base.height * scale))),
                        Image.NEAREST if scale >= 1 else Image.LANCZOS)
     pen = ImageDraw.Draw(view)
-    for shapes, colour, width in ((truth, TRUTH, 3), (pred, PREDICTION, 2)):
+    for shapes, colour, width in ((truth, TRUTH, 3), (pred, PREDICTION, 1)):
         for i, box in enumerate(shapes.boxes):
             x1, y1, x2, y2 = (v * scale for v in box)
             pen.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=width)
@@ -290,8 +290,9 @@ def _card(task: Task, record: Mapping[str, Any], images: Images, coords: str | N
 
 def _gallery(task: Task, records: list[dict[str, Any]], images: Images, coords: str | None) -> str:
     scored = sorted((r for r in records if isinstance(r.get("reward"), int | float)), key=lambda r: -r["reward"])
-    best = scored[:GALLERY_SIZE]
-    worst = [r for r in reversed(scored) if not any(r is b for b in best)][:GALLERY_SIZE]
+    k = min(GALLERY_SIZE, (len(scored) + 1) // 2)  # few records: split them, never show one twice
+    best = scored[:k]
+    worst = scored[k:][::-1][:GALLERY_SIZE]
     out = []
     for title, group in (("Best", best), ("Worst", worst)):
         cards = "".join(_card(task, r, images, coords) for r in group)
