@@ -197,3 +197,9 @@ def build_tiny(
     Policy(model, processor, name="tiny").save(out)
     (out / "tiny_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     return out
+
+
+if __name__ == "__main__":  # python -m perception_r1.tiny OUT_DIR  (corpus: the registered tasks)
+    import sys
+
+    print(build_tiny(sys.argv[1]))
