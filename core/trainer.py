@@ -82,12 +82,9 @@ class Trainer:
 
     # -- data ----------------------------------------------------------------------------------
     def _load_data(self, task: Task) -> dict[str, list[dict[str, Any]]]:
-        try:
-            pools = {split: task.load(self.config["data"], split) for split in ("train", "val")}
-        except NotImplementedError as exc:
-            raise UserError(f"--data: {exc}") from exc
-        except (ValueError, OSError) as exc:  # loaders name the file:line at fault
-            raise UserError(f"--data: {exc}".replace("\n", " ")) from exc
+        from perception_r1.loaders import load_samples  # knows the paper's upstream formats
+
+        pools = {split: load_samples(task, self.config["data"], split).samples for split in ("train", "val")}
         for split, pool in pools.items():
             if not pool:
                 raise UserError(f"--data {self.config['data']}: no '{split}' samples for task '{task.name}'")
@@ -193,6 +190,7 @@ class Trainer:
                 "completion": text, "parsed": parsed, "reward": totals[i],
                 "rewards": {k: v[i] for k, v in components.items()},
                 "solution": sample["solution"],
+                **{k: sample[k] for k in ("image_size", "coords", "resized_size", "image_path") if k in sample},
             })
         return rows
 
@@ -254,6 +252,9 @@ class Trainer:
             if results["before"]:
                 print_table(metrics_table({"before": results["before"], "after": results["after"]},
                                           title=f"held-out {names} ({c['eval_samples']} samples)"))
+            from perception_r1.report import write_report
+
+            console.print(f"report: {write_report(self.out)}")
             console.print(f"run directory: {self.out}")
         return results
 
