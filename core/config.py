@@ -27,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "beta": 0.04,
     "clip_eps": 0.2,
     "temperature": 1.0,
-    "max_new_tokens": 64,
+    "max_new_tokens": None,
     "loss_aggregation": "grpo",
     "scale_rewards": True,
     "updates_per_batch": 1,
@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
 
 PAPER_LEARNING_RATE = 1e-6
 TINY_LEARNING_RATE = 1e-4
+PAPER_MAX_NEW_TOKENS = 768  # grounding and counting in the paper (2048 for detection)
+TINY_MAX_NEW_TOKENS = 160  # the tiny model's longest answers (detection) fit
 
 
 def _schema() -> dict[str, Any]:
@@ -91,6 +93,8 @@ def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = N
     validate(config)
     if config["learning_rate"] is None:
         config["learning_rate"] = PAPER_LEARNING_RATE if config["model"] else TINY_LEARNING_RATE
+    if config["max_new_tokens"] is None:
+        config["max_new_tokens"] = PAPER_MAX_NEW_TOKENS if config["model"] else TINY_MAX_NEW_TOKENS
     return config
 
 
