@@ -29,3 +29,14 @@ def plugin_dir(tmp_path, monkeypatch):
     reset_registry()
     yield root
     reset_registry()
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory):
+    """A very small tiny-Qwen2-VL directory built from a config (seconds), for fast end-to-end runs."""
+    from perception_r1.tiny import TinyConfig, build_tiny
+
+    cfg = TinyConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+                     num_key_value_heads=1, vision_embed_dim=32, vision_heads=2)
+    corpus = ["OCR this image.", "hello world chair paper brown fox", "(12,34),(56,78) <|box_start|>"]
+    return build_tiny(tmp_path_factory.mktemp("small-model"), corpus=corpus, cfg=cfg)

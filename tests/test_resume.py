@@ -15,7 +15,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from perception_r1.tiny import TinyConfig, build_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +30,6 @@ checkpoint_every: 1
 log_completions_every: 1
 threads: 1
 """
-
-
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory) -> Path:
-    cfg = TinyConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                     num_key_value_heads=1, vision_embed_dim=32, vision_heads=2)
-    corpus = ["OCR this image.", "hello world chair paper brown fox"]
-    return build_tiny(tmp_path_factory.mktemp("model"), corpus=corpus, cfg=cfg)
 
 
 def _command(out: Path, config: Path, model: Path, resume: bool = False) -> list[str]:
