@@ -15,7 +15,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-
 pytestmark = pytest.mark.slow
 
 STEPS = 6
