@@ -295,10 +295,12 @@ def main() -> None:
             if side in results:
                 theirs = results[side]
                 speed = statistics.median(theirs["step_seconds"]) / statistics.median(ours["step_seconds"])
+                # CPU time per step: with 1 thread, time spent waiting for a core shared with others drops out
+                cpu_speed = statistics.median(theirs["cpu_seconds"]) / statistics.median(ours["cpu_seconds"])
                 memory = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
-                verdict = "met" if speed >= 1.5 and memory <= 1.0 else "MISSED"
-                print(f"\nvs {SIDES[side]}: throughput {speed:.2f}x (target >= 1.5x), peak RSS {memory:.2f}x of "
-                      f"theirs (target <= 1.0x): {verdict}")
+                verdict = "met" if min(speed, cpu_speed) >= 1.5 and memory <= 1.0 else "MISSED"
+                print(f"\nvs {SIDES[side]}: throughput {speed:.2f}x by wall time, {cpu_speed:.2f}x by CPU time "
+                      f"(target >= 1.5x), peak RSS {memory:.2f}x of theirs (target <= 1.0x): {verdict}")
         share = shares["ours"]
         print(f"our share outside model compute: {100 * share:.1f}% (target < 10%): {'met' if share < 0.10 else 'MISSED'}")
 
