@@ -7,8 +7,11 @@ the ground truth's label names; a predicted label that names no ground-truth cat
 could match nothing, and COCOeval never scores detections of a category without ground truth.
 Box area (for APs/APm/APl) is the box's w * h, as there are no masks.
 
-Metrics are reported in 0-100, as COCO results are quoted, rounded to 6 decimals. An area range without any ground-truth box
-has no defined AP (COCOeval says -1): it is left out of the result instead of reported as a number.
+Metrics are pycocotools' ``stats`` x 100 (0-100, as COCO results are quoted), rounded to
+:data:`PERCENT_DECIMALS` = 10 decimals of percent (1e-12 on COCOeval's 0-1 scale): enough to turn
+COCOeval's float noise on a perfect answer (99.99999999999997) into exactly 100, and far below the
+1e-9 to which the result equals plain pycocotools. An area range without any ground-truth box has no
+defined AP (COCOeval says -1): it is left out of the result instead of reported as a number.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ COCO_CLASSES = (
     "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
     "teddy bear", "hair drier", "toothbrush",
 )  # fmt: skip
+
+#: decimals of percent the metrics are rounded to (1e-12 on the 0-1 scale)
+PERCENT_DECIMALS = 10
 
 #: COCOeval ``stats`` indices of the reported metrics
 STAT_NAMES = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5}
@@ -105,8 +111,9 @@ def coco_ap(ground_truth: Sequence[ImageBoxes], predictions: Sequence[ImageBoxes
         evaluator.accumulate()
         evaluator.summarize()
     stats = evaluator.stats
-    # rounded: COCOeval's float noise would report a perfect 100 as 99.99999999999997
-    return {name: round(100.0 * float(stats[i]), 6) for name, i in STAT_NAMES.items() if stats[i] >= 0}
+    # rounded far below 1e-9 (the raw stats stay equal to pycocotools') yet enough that COCOeval's float
+    # noise does not report a perfect 100 as 99.99999999999997
+    return {name: round(100.0 * float(stats[i]), PERCENT_DECIMALS) for name, i in STAT_NAMES.items() if stats[i] >= 0}
 
 
 def _annotation(ann_id: int, image_id: int, category_id: int, xywh: np.ndarray) -> dict:

@@ -166,7 +166,10 @@ def match_objects(
     n_pred, n_gt = len(pred), len(gt)
     if n_pred == 0 or n_gt == 0:
         return MatchStats(n_pred, n_gt, np.zeros(0), np.zeros(0, dtype=bool))
-    mismatch = np.array([[p != g for g in gt_labels] for p in pred_labels], dtype=np.float64)
+    ids: dict[str, int] = {}  # label name -> integer id, so class comparisons are array operations
+    p_ids = np.array([ids.setdefault(label, len(ids)) for label in pred_labels], dtype=np.int64)
+    g_ids = np.array([ids.setdefault(label, len(ids)) for label in gt_labels], dtype=np.int64)
+    mismatch = (p_ids[:, None] != g_ids[None, :]).astype(np.float64)
     pred_n = geometry.from_pixels(pred, "norm1", image_size)
     gt_n = geometry.from_pixels(gt, "norm1", image_size)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -176,9 +179,9 @@ def match_objects(
     matched_pred = pred[rows]
     if tolerance is not None:
         matched_pred = geometry.snap(matched_pred, gt[cols], tolerance)
-    ious = np.array([geometry.iou(p, g) for p, g in zip(matched_pred, gt[cols], strict=True)])
+    ious = geometry.paired_iou(matched_pred, gt[cols])
     keep = ious > iou_threshold
-    same = np.array([pred_labels[r] == gt_labels[c] for r, c in zip(rows, cols, strict=True)], dtype=bool)
+    same = p_ids[rows] == g_ids[cols]
     return MatchStats(n_pred, n_gt, ious[keep], same[keep])
 
 

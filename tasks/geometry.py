@@ -146,10 +146,21 @@ def box_centers(boxes: object) -> np.ndarray:
     return (b[:, :2] + b[:, 2:4]) / 2.0
 
 
-def _pairwise(a: object, b: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Intersection, union and enclosing-box areas of every pair, plus a mask of valid pairs."""
-    a = _values(a).reshape(-1, 4)[:, None, :]
-    b = _values(b).reshape(-1, 4)[None, :, :]
+def _pairwise(
+    a: object, b: object, paired: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Intersection, union and enclosing-box areas of every pair, plus a mask of valid pairs.
+
+    Every box of ``a`` with every box of ``b`` (``(N, M)`` results), or with ``paired`` row ``i`` of
+    ``a`` with row ``i`` of ``b`` only (``(N,)`` results; same arithmetic, element by element).
+    """
+    a = _values(a).reshape(-1, 4)
+    b = _values(b).reshape(-1, 4)
+    if paired:
+        if len(a) != len(b):
+            raise ValueError(f"paired boxes need the same number of rows, got {len(a)} and {len(b)}")
+    else:
+        a, b = a[:, None, :], b[None, :, :]
     finite = np.all(np.isfinite(a), axis=-1) & np.all(np.isfinite(b), axis=-1)
     with np.errstate(invalid="ignore", over="ignore"):
         area_a = np.clip(a[..., 2] - a[..., 0], 0, None) * np.clip(a[..., 3] - a[..., 1], 0, None)
@@ -169,6 +180,21 @@ def _pairwise(a: object, b: object) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 def iou_matrix(a: object, b: object) -> np.ndarray:
     """IoU of every box of ``a`` ``(N, 4)`` with every box of ``b`` ``(M, 4)`` -> ``(N, M)`` in [0, 1]."""
     inter, union, _, finite = _pairwise(a, b)
+    return _iou(inter, union, finite)
+
+
+def paired_iou(a: object, b: object) -> np.ndarray:
+    """IoU of box ``i`` of ``a`` ``(N, 4)`` with box ``i`` of ``b`` ``(N, 4)`` -> ``(N,)`` in [0, 1].
+
+    The diagonal of :func:`iou_matrix` (same arithmetic and edge cases, bit for bit) without computing
+    the other ``N * (N - 1)`` pairs.
+    """
+    inter, union, _, finite = _pairwise(a, b, paired=True)
+    return _iou(inter, union, finite)
+
+
+def _iou(inter: np.ndarray, union: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """IoU from :func:`_pairwise`'s areas: 0 for an empty union or a non-finite pair, clipped to [0, 1]."""
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         out = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
     out = np.where(finite & np.isfinite(out), out, 0.0)

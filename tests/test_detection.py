@@ -13,14 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perception_r1 import ParseError
-from perception_r1.tasks import geometry
+from perception_r1.tasks import detection, geometry
 from perception_r1.tasks.coco import COCO_CLASSES, ImageBoxes, coco_ap
 from perception_r1.tasks.detection import (
     DEFAULT_MAX_OBJECTS,
     DetectionTask,
     DetectionWeights,
+    MatchStats,
+    match_objects,
     parse_objects,
 )
+from perception_r1.tasks.matching import minimize
 from perception_r1.testing import check_discoverable, check_task
 
 TASK = DetectionTask()
@@ -195,6 +198,105 @@ def test_unparseable_scores_zero() -> None:
     assert result.components["format"] == 0.0 and result.components["f1"] is None
 
 
+# -- reward: vectorised matching equals the per-pair formula -------------------------------------
+def _reference_match_objects(pred_boxes, pred_labels, gt_boxes, gt_labels, image_size, tolerance=None,
+                             iou_threshold=0.5) -> MatchStats:
+    """``match_objects`` as it was before vectorising: class mismatch by comparing label strings pair by
+    pair, the IoU of each match as its own 1 x 1 ``iou_matrix``."""
+    pred = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
+    gt = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    if len(pred) == 0 or len(gt) == 0:
+        return MatchStats(len(pred), len(gt), np.zeros(0), np.zeros(0, dtype=bool))
+    mismatch = np.array([[p != g for g in gt_labels] for p in pred_labels], dtype=np.float64)
+    pred_n = geometry.from_pixels(pred, "norm1", image_size)
+    gt_n = geometry.from_pixels(gt, "norm1", image_size)
+    with np.errstate(over="ignore", invalid="ignore"):
+        l1 = np.abs(pred_n[:, None, :] - gt_n[None, :, :]).sum(axis=-1)
+    rows, cols = minimize(mismatch + 5.0 * l1 - 2.0 * geometry.giou_matrix(pred, gt))
+    matched = pred[rows]
+    if tolerance is not None:
+        matched = geometry.snap(matched, gt[cols], tolerance)
+    ious = np.array([geometry.iou_matrix(p, g)[0, 0] for p, g in zip(matched, gt[cols], strict=True)])
+    same = np.array([pred_labels[r] == gt_labels[c] for r, c in zip(rows, cols, strict=True)], dtype=bool)
+    keep = ious > iou_threshold
+    return MatchStats(len(pred), len(gt), ious[keep], same[keep])
+
+
+def _random_case(rng: random.Random) -> tuple[str, dict]:
+    """A completion and sample: any space, 0-25 truths, predictions jittered (a little to a lot), some
+    wrong classes, missed, duplicated, hallucinated, degenerate or inverted boxes, case/space label noise."""
+    w, h = rng.choice([(100, 100), (640, 480), (333, 517)])
+    space = rng.choice(["pixels", "norm1000", "norm1", "resized"])
+    extra = {"coords": space}
+    if space == "resized":
+        extra["resized_size"] = [rng.choice([224, 448, 640]), rng.choice([224, 336])]
+    classes = ["cat", "dog", "person", "traffic light"][: rng.randint(1, 4)]
+    boxes, labels = [], []
+    for _ in range(rng.randint(0, 25)):
+        bw, bh = rng.uniform(1, w / 2), rng.uniform(1, h / 2)
+        x, y = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+        boxes.append([x, y, x + bw, y + bh])
+        labels.append(rng.choice(classes))
+    truth = sample(boxes, labels, size=(w, h), **extra)
+    objects = []
+    for box, label in zip(boxes, labels, strict=True):
+        if rng.random() < 0.15:
+            continue  # missed
+        noise = rng.choice([0.0, 0.0, 1.0, 5.0, 30.0])
+        pixel_box = [v + rng.gauss(0, noise) for v in box]
+        if rng.random() < 0.05:
+            pixel_box = [pixel_box[2], pixel_box[3], pixel_box[0], pixel_box[1]]  # inverted
+        label = label if rng.random() > 0.15 else rng.choice(classes)
+        objects.append((pixel_box, rng.choice([label, label.upper(), f"  {label} "])))
+        if rng.random() < 0.1:
+            objects.append((pixel_box, label))  # duplicate
+    for _ in range(rng.randint(0, 3)):  # hallucinated, some degenerate
+        x, y = rng.uniform(0, w), rng.uniform(0, h)
+        objects.append(([x, y, x + rng.choice([0.0, rng.uniform(1, 50)]), y + rng.uniform(0, 50)],
+                        rng.choice(classes + ["zebra"])))
+    rng.shuffle(objects)
+    unit = geometry.GRID_UNIT[space]
+    written = []
+    for pixel_box, label in objects:
+        values = geometry.from_pixels(pixel_box, space, (w, h), extra.get("resized_size"))
+        if rng.random() < 0.8:  # on the answer grid, as a model writes it; else full precision
+            values = [round(v / unit) * unit for v in values]
+        written.append(([float(v) for v in values], label))
+    return answer(written), truth
+
+
+def test_vectorised_matching_gives_identical_rewards(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(20261125)
+    cases = [_random_case(rng) for _ in range(400)]
+    tasks = [TASK, DetectionTask(iou_threshold=0.3), DetectionTask(iou_threshold=0.75)]
+    new = [[task.reward(c, s) for c, s in cases] for task in tasks]
+    monkeypatch.setattr(detection, "match_objects", _reference_match_objects)
+    old = [[task.reward(c, s) for c, s in cases] for task in tasks]
+    assert any(0 < r.total < MAX for r in new[0])  # the cases are not all trivial
+    for new_results, old_results in zip(new, old, strict=True):
+        for a, b in zip(new_results, old_results, strict=True):
+            assert a.total == b.total and a.components == b.components  # identical, not approximately
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.lists(st.floats(-50, 150, allow_nan=False), min_size=4, max_size=4),
+                       st.sampled_from(["a", "b", "c"])), max_size=8),
+    st.lists(st.tuples(st.lists(st.floats(-50, 150, allow_nan=False), min_size=4, max_size=4),
+                       st.sampled_from(["a", "b", "c"])), max_size=8),
+    st.sampled_from([None, (0.5, 0.5), (2.0, 1.0)]),
+)
+def test_match_objects_equals_the_per_pair_formula(pred, gt, tolerance) -> None:
+    args = (np.array([b for b, _ in pred]).reshape(-1, 4), [lab for _, lab in pred],
+            np.array([b for b, _ in gt]).reshape(-1, 4), [lab for _, lab in gt], (100, 100))
+    tol = None if tolerance is None else np.array(tolerance)
+    got = match_objects(*args, tolerance=tol)
+    expected = _reference_match_objects(*args, tolerance=tol)
+    assert (got.n_pred, got.n_gt) == (expected.n_pred, expected.n_gt)
+    assert got.ious.tobytes() == expected.ious.tobytes()
+    assert got.same_class.dtype == bool and got.same_class.tolist() == expected.same_class.tolist()
+
+
 # -- coordinate spaces ---------------------------------------------------------------------------
 def test_norm1000_answer() -> None:
     s = sample([[64, 48, 320, 240]], ["cat"], size=(640, 480), coords="norm1000")
@@ -335,13 +437,19 @@ def test_coco_ap_equals_pycocotools(tmp_path, capsys) -> None:
     expected = {name: 100 * stats[i] for i, name in enumerate(["AP", "AP50", "AP75", "APs", "APm", "APl"])}
     assert all(v >= 0 for v in expected.values())  # the fixture defines every area range
     assert 0 < expected["AP"] < 100
-    assert metrics == pytest.approx(expected, abs=1e-6)
+    assert set(metrics) == set(expected)
+    for name, value in metrics.items():  # pycocotools' raw stats to 1e-9 on its 0-1 scale (only 1e-12 rounding)
+        assert abs(value / 100 - expected[name] / 100) <= 1e-9, name
 
 
 def test_coco_ap_perfect_and_undefined_ranges() -> None:
     truth = [ImageBoxes((100, 100), [[10, 10, 50, 50]], ["cat"])]
     metrics = coco_ap(truth, truth)
+    # exactly 100 although COCOeval's raw AP here is 0.9999999999999997 (the rounding to 1e-12 absorbs it)
     assert metrics == {"AP": 100.0, "AP50": 100.0, "AP75": 100.0, "APm": 100.0}  # 40x40: medium
+    several = [ImageBoxes((640, 480), [[10, 10, 50, 50], [100, 100, 300, 300], [5, 5, 20, 20]], ["cat", "dog", "cat"]),
+               ImageBoxes((640, 480), [[1, 1, 200, 400]], ["dog"])]
+    assert set(coco_ap(several, several).values()) == {100.0}  # AP, AP50, AP75, APs, APm, APl
     nothing = [ImageBoxes((100, 100), np.zeros((0, 4)), [])]
     assert coco_ap(truth, nothing) == {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "APm": 0.0}
     unknown = [ImageBoxes((100, 100), [[10, 10, 50, 50]], ["zebra"])]  # no such truth category: dropped

@@ -161,3 +161,41 @@ def test_point_distances_with_dead_zone():
     np.testing.assert_allclose(g.point_distances([[3, 4]], [[0, 0]], [1, 1]), [[np.sqrt(13)]])
     np.testing.assert_allclose(g.point_distances([[0.5, 0.2]], [[0, 0]], [0.5, 0.5]), [[0.0]])
     assert g.point_distances(np.zeros((0, 2)), [[1, 1]]).shape == (0, 1)
+
+
+def _same_bits(x: np.ndarray, y: np.ndarray) -> bool:
+    return x.shape == y.shape and x.dtype == y.dtype and x.tobytes() == y.tobytes()
+
+
+def test_paired_iou_hand_values_and_shapes():
+    a = [[0, 0, 10, 10], [0, 0, 5, 10], [0, 0, 0, 0], [10, 10, 0, 0], [np.nan, 0, 1, 1], [0, 0, 1, 1]]
+    b = [[5, 5, 15, 15], [0, 0, 10, 10], [0, 0, 0, 0], [0, 0, 10, 10], [0, 0, 1, 1], [0, 0, 1, 1]]
+    np.testing.assert_array_equal(g.paired_iou(a, b), [25 / 175, 0.5, 0.0, 0.0, 0.0, 1.0])
+    assert g.paired_iou(np.zeros((0, 4)), np.zeros((0, 4))).shape == (0,)
+    assert g.paired_iou([0, 0, 2, 2], [1, 1, 3, 3]).shape == (1,)  # a single 1-D box is one row
+    with pytest.raises(ValueError, match="same number of rows"):
+        g.paired_iou([[0, 0, 1, 1]], [[0, 0, 1, 1], [0, 0, 2, 2]])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=8, max_size=8), max_size=6))
+def test_paired_iou_is_the_diagonal_of_iou_matrix_any_floats(rows):
+    """Bit for bit, including NaN / inf / overflowing / inverted boxes (all 0, never NaN)."""
+    v = np.asarray(rows, dtype=np.float64).reshape(-1, 8)
+    a, b = v[:, :4], v[:, 4:]
+    out = g.paired_iou(a, b)
+    assert _same_bits(out, np.diagonal(g.iou_matrix(a, b)).copy())
+    assert np.all((out >= 0) & (out <= 1))
+
+
+def test_paired_iou_is_the_diagonal_of_iou_matrix_random_boxes():
+    """Seeded random boxes, many near-duplicates and touching edges, as matching produces them."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 40))
+        xy = rng.uniform(0, 500, (n, 2)).round(int(rng.integers(0, 3)))
+        wh = rng.uniform(-5, 150, (n, 2)).round(int(rng.integers(0, 3)))  # some inverted boxes
+        a = np.concatenate([xy, xy + wh], axis=1)
+        b = a + rng.normal(0, rng.choice([0.0, 1.0, 20.0]), a.shape).round(1)
+        assert _same_bits(g.paired_iou(a, b), np.diagonal(g.iou_matrix(a, b)).copy())
+        assert all(g.paired_iou(a, b)[i] == g.iou(a[i], b[i]) for i in range(n))
