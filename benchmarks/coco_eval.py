@@ -7,7 +7,7 @@ ground-truth ``COCO`` from a dict, ``loadRes`` the detection list, evaluate / ac
 faster-coco-eval (optional, ``pip install faster-coco-eval``) runs on the same dicts; it counts as a
 usable backend only when its 12 stats equal pycocotools' to 1e-9.
 
-``coco_ap`` reports percent rounded to 6 decimals, so it is compared with the plain stats rounded the
+``coco_ap`` reports percent rounded to PERCENT_DECIMALS (10) decimals, so it is compared with the plain stats rounded the
 same way (must be exactly equal) and, unrounded, the largest absolute difference is printed.
 
     python benchmarks/coco_eval.py                 # 5,000 images
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from _common import machine, table
 
-from perception_r1.tasks.coco import COCO_CLASSES, STAT_NAMES, ImageBoxes, coco_ap
+from perception_r1.tasks.coco import COCO_CLASSES, PERCENT_DECIMALS, STAT_NAMES, ImageBoxes, coco_ap
 
 IMAGE_SIZE = (640.0, 480.0)
 TOLERANCE = 1e-9
@@ -152,7 +152,7 @@ def main() -> None:
         pass
     results = alternating(sides, args.rounds)
     (t_ours, ours), (t_plain, plain) = results["ours"], results["plain"]
-    rounded = {name: round(100.0 * float(plain[i]), 6) for name, i in STAT_NAMES.items() if plain[i] >= 0}
+    rounded = {name: round(100.0 * float(plain[i]), PERCENT_DECIMALS) for name, i in STAT_NAMES.items() if plain[i] >= 0}
     raw_diff = max(abs(ours[name] / 100.0 - plain[STAT_NAMES[name]]) for name in ours)
     equal = rounded == ours
     rows = [["tasks.coco.coco_ap", f"{t_ours:.2f}", f"{t_plain / t_ours:.2f}x", f"{ours['AP']:.6f}",
@@ -172,7 +172,7 @@ def main() -> None:
                      + ("identical to 1e-9: usable" if identical else "differs: not usable as a drop-in"))
     print(table(["backend", "seconds", "speed vs plain", "AP", "AP50", "AP75", "check"], rows))
     print(f"\ncoco_ap vs plain pycocotools: unrounded max abs diff {raw_diff:.1e} (0-1 scale; coco_ap rounds percent "
-          f"to 6 decimals), rounded the same way: {'exactly equal' if equal else 'DIFFERENT'}; "
+          f"to {PERCENT_DECIMALS} decimals), rounded the same way: {'exactly equal' if equal else 'DIFFERENT'}; "
           f"target 1e-9 on the unrounded stats: {'met' if raw_diff <= TOLERANCE else 'rounding only'}")
     print(fast_note)
 
