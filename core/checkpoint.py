@@ -97,14 +97,22 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | 
     """Restore weights, optimizer and RNG state in place; returns the saved state (step, extras)."""
     path = Path(path)
     state = json.loads((path / STATE).read_text())
-    weights = load_file(path / "model.safetensors")
+    weights = _read_safetensors(path / "model.safetensors")
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or missing:
         bad = list(unexpected or missing)[:3]
         raise ValueError(f"checkpoint {path} does not match the model (e.g. {', '.join(bad)})")
     if optimizer is not None:
-        optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optimizer.safetensors"), state["optimizer"]))
-    torch.set_rng_state(load_file(path / "rng.safetensors")["torch_rng"])
+        optimizer.load_state_dict(_unflatten_optimizer(_read_safetensors(path / "optimizer.safetensors"), state["optimizer"]))
+    torch.set_rng_state(_read_safetensors(path / "rng.safetensors")["torch_rng"])
     version, internal, gauss = state["python_rng"]
     random.setstate((version, tuple(internal), gauss))
     return state
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file; anything else (a pickle, a truncated file) is refused, never unpickled."""
+    try:
+        return load_file(path)
+    except Exception as exc:  # safetensors raises its own error types for foreign or corrupt files
+        raise ValueError(f"{path} is not a valid safetensors file ({type(exc).__name__}); refusing to load it") from exc

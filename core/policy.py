@@ -146,9 +146,12 @@ class Policy:
             dtype = torch.float32 if device == "cpu" else torch.bfloat16
         model_cls = getattr(transformers, SUPPORTED[model_type][0])
         try:
-            model = model_cls.from_pretrained(path, dtype=dtype, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"'{path}': cannot load the model weights ({exc})".replace("\n", " ")) from exc
+            # safetensors only: a pickled pytorch_model.bin is never loaded
+            model = model_cls.from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
+        except Exception as exc:  # corrupt or foreign weight files raise library-specific errors
+            raise UserError(
+                f"'{path}': cannot load the model weights ({type(exc).__name__}: {exc})".replace("\n", " ")
+            ) from exc
         name = "tiny-base" if path.resolve() == DEFAULT_MODEL.resolve() else path.name
         return cls(model.to(device), processor, name=name)
 

@@ -271,7 +271,10 @@ class Trainer:
             self.step = 0
             return
         model = self.accelerator.unwrap_model(self.model)
-        state = checkpoint.load(latest, model, self.optimizer)
+        try:
+            state = checkpoint.load(latest, model, self.optimizer)
+        except (ValueError, OSError, KeyError) as exc:
+            raise UserError(f"--resume: {exc}") from exc
         self.step = state["step"]
         # drop log lines written after the checkpoint: those steps run again
         for name in ("metrics.jsonl", "completions.jsonl"):
