@@ -40,8 +40,8 @@ def _command(out: Path, config: Path, model: Path, resume: bool = False) -> list
 
 def _metrics(out: Path) -> list[dict]:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    for row in rows:  # wall-clock fields differ between runs by nature
-        row.pop("seconds"), row.pop("generation_seconds")
+    for row in rows:  # wall-clock and memory fields differ between runs by nature
+        row.pop("seconds"), row.pop("generation_seconds"), row.pop("peak_rss_mb")
     return rows
 
 
