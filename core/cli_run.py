@@ -11,7 +11,7 @@ from perception_r1.errors import UserError
 
 
 @click.command("run")
-@click.option("--task", help="Task to train (several: a,b). Default: counting.")
+@click.option("--task", help="Task to train (several: a,b). Default: ocr.")
 @click.option("--model", type=click.Path(), help="Local model directory (default: the embedded tiny model).")
 @click.option("--data", type=click.Path(), help="Local data for the task's loader (default: synthetic data).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON run config.")
@@ -27,7 +27,7 @@ from perception_r1.errors import UserError
 def command(task, model, data, config_file, out, steps, seed, reward_flags, eval_samples, threads, resume_dir) -> None:
     """Train with GRPO and rule-based rewards; evaluate on a held-out split before and after.
 
-    With no options: the embedded tiny Qwen2-VL-architecture model on synthetic counting data,
+    With no options: the embedded tiny Qwen2-VL-architecture model on synthetic OCR data,
     a few minutes on a CPU.
     """
     from perception_r1 import config as cfg

@@ -15,7 +15,7 @@ from perception_r1.errors import UserError
 # Paper defaults where the paper gives one (G=8, beta=0.04, clip 0.2, temperature 1.0); sizes scaled so the
 # embedded tiny default trains in minutes on two CPU cores.
 DEFAULTS: dict[str, Any] = {
-    "task": "counting",
+    "task": "ocr",
     "model": None,
     "data": None,
     "out": None,
