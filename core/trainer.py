@@ -170,6 +170,7 @@ class Trainer:
             "completion_length": mask.sum(dim=1).mean().item(),
             "seconds": t_end - t0,
             "generation_seconds": t_gen - t0,
+            "processes": self.accelerator.num_processes,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
             **{f"rewards/{k}": v for k, v in component_means(components).items()},
         }
