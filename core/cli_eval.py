@@ -47,14 +47,15 @@ def write_eval_dir(
 @click.option("--split", default="val", show_default=True, help="Split of --data (val, test, testA, ...).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N samples (synthetic default: 64; data: all).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Answer budget (the paper: 768 for grounding/counting, 2048 for detection).")
+@click.option("--max-new-tokens", type=click.IntRange(min=1),
+              help="Answer budget (default: 160 for the tiny model, whose longest answers fit; 768 for a real model,"
+                   " as the paper's grounding/counting; 2048 for its detection).")
 @click.option("--benchmark", help="Name of the paper benchmark the data is (e.g. 'RefCOCO val'); guessed from --data.")
 @click.option("--out", type=click.Path(file_okay=False), help="Write predictions.jsonl, metrics.json and report.html here.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 def command(task_name: str, model: str | None, data: str | None, split: str, limit: int | None, batch_size: int,
-            max_new_tokens: int, benchmark: str | None, out: str | None, threads: int | None, as_json: bool) -> None:
+            max_new_tokens: int | None, benchmark: str | None, out: str | None, threads: int | None, as_json: bool) -> None:
     """Greedy answers of a model on held-out samples, scored by the task's evaluator.
 
     The predictions JSONL re-scores to the same metrics with `perception-r1 score`.
@@ -87,6 +88,10 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
     policy = Policy.load(model)
     with progress() as bar, torch.no_grad():
         tid = bar.add_task(f"eval {task_name}", total=len(samples), status="")
+        if max_new_tokens is None:  # the same defaults as `run`, so eval and training agree
+            from perception_r1.config import PAPER_MAX_NEW_TOKENS, TINY_MAX_NEW_TOKENS
+
+            max_new_tokens = PAPER_MAX_NEW_TOKENS if model else TINY_MAX_NEW_TOKENS
         metrics, records = evaluate_policy(policy, task, samples, batch_size, max_new_tokens,
                                            on_batch=lambda n: bar.advance(tid, n))
     paper = paper_results.lookup(task_name, benchmark)

@@ -201,6 +201,7 @@ class Trainer:
     def evaluate(self, label: str) -> dict[str, float]:
         if self.config["eval_samples"] == 0 or not self.main:
             return {}
+        console.print(f"evaluating {label} training: {self.config['eval_samples']} held-out samples per task")
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
         flat: dict[str, float] = {}
