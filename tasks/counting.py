@@ -28,6 +28,10 @@ dead zone as grounding (:func:`geometry.grid_tolerance`), so the rounded ground 
 
 Metrics: ``accuracy`` (exact count; a non-parsing answer is wrong), ``mae`` (mean absolute count error;
 a non-parsing answer counts as 0 items) and ``format_rate``.
+
+Worst cases (measured in tests/test_reward_hacking.py, 3 objects, reward range [0, 1]): an honest answer
+with 2 of 3 exact centres scores 0.667; one whole-image box 0.333; a grid of 100 points 0.029; 300 duplicate
+boxes 0.008; empty, format tokens only, '<...', the prompt copied back and a bare number score 0.
 """
 
 from __future__ import annotations

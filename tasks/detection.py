@@ -22,6 +22,12 @@ whole-image box cannot beat an honest answer.
 
 Untrusted input bounds: at most :data:`MAX_TEXT_CHARS` characters are read and at most ``max_objects``
 (default 300) objects are accepted (more is a format error), so matching costs at most 300 x |truth|.
+
+Worst cases (measured in tests/test_reward_hacking.py, 2 objects, reward range [0, 3.75]): one of two found
+scores 3.17; every COCO class on each true box 2.53 and the true box repeated 250 times 2.26 (the paper's
+formula averages class accuracy and IoU over kept matches only, so these keep those components: below an
+honest partial answer, but not near 0); ``[]`` 0.5; a whole-image box, every class on a whole-image box,
+empty, '<...' and the prompt copied back score 0.
 """
 
 from __future__ import annotations

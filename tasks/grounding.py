@@ -29,6 +29,11 @@ ground truth therefore scores exactly the maximum. On real images this changes I
 
 Metrics: ``acc@0.5``, ``acc@0.75``, ``acc@0.95`` (share of records with IoU >= threshold), ``acc_mean``
 (their mean), ``miou`` (mean IoU) and ``format_rate``; a completion that does not parse has IoU 0.
+
+Worst cases (measured in tests/test_reward_hacking.py, 200x200 image, reward range [0, 2]): an honest box at
+IoU 0.81 scores 1.66; a whole-image box 1.01 and a degenerate box 1.00 (format only: IoU^2 is near 0); empty,
+format tokens only, an answer starting with '<', the prompt copied back, two boxes, the answer repeated and
+non-finite numbers all score 0.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ paper's OCR benchmarks compute them: ``edit_distance`` (character-level, normali
 lower is better; primary), bag-of-words ``precision`` / ``recall`` / ``f1`` on whitespace tokens, ``bleu``
 (sacrebleu sentence BLEU / 100) and ``meteor`` (exact-match METEOR, see :func:`meteor`). A completion
 that does not parse (empty) counts as the empty string.
+
+Worst cases (measured in tests/test_reward_hacking.py, truth 'quick brown fox', reward range [0, 1]): one
+typo scores 0.933; the answer repeated twice 0.484; the alphabet 0.154; the answer repeated 10,000 times 0.121
+(compared up to a length cap); empty, whitespace and the prompt copied back score 0.
 """
 
 from __future__ import annotations
