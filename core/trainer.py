@@ -271,19 +271,19 @@ class Trainer:
 
     def _resume(self) -> None:
         latest = checkpoint.latest(self.out / "checkpoints")
-        if latest is None:
-            self.step = 0
-            return
-        model = self.accelerator.unwrap_model(self.model)
-        try:
-            state = checkpoint.load(latest, model, self.optimizer)
-        except (ValueError, OSError, KeyError) as exc:
-            raise UserError(f"--resume: {exc}") from exc
-        self.step = state["step"]
-        # drop log lines written after the checkpoint: those steps run again
+        self.step = 0
+        if latest is not None:
+            model = self.accelerator.unwrap_model(self.model)
+            try:
+                state = checkpoint.load(latest, model, self.optimizer)
+            except (ValueError, OSError, KeyError) as exc:
+                raise UserError(f"--resume: {exc}") from exc
+            self.step = state["step"]
+        # drop log lines written after the last checkpoint (or all, if the kill came before the first one):
+        # those steps run again
         for name in ("metrics.jsonl", "completions.jsonl"):
             path = self.out / name
             if path.exists():
                 keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
                 io.atomic_write_text(path, "".join(line + "\n" for line in keep))
-        console.print(f"resumed from {latest} (step {self.step})")
+        console.print(f"resumed from {latest or 'the start (no checkpoint yet)'} (step {self.step})")
