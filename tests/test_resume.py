@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,3 +89,21 @@ def test_resume_of_a_non_run_is_a_clear_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "perception_r1.cli", "run", "--resume", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "no config.yaml there" in result.stderr
+
+
+def test_kill_before_the_first_checkpoint_restarts_the_logs(tmp_path, small_model):
+    """Step 1 logged, then killed before its checkpoint: the resumed run must not log step 1 twice."""
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG.replace(f"steps: {STEPS}", "steps: 3"))
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    out = tmp_path / "run"
+    subprocess.run(_command(out, config, small_model), check=True, env=env, capture_output=True, timeout=600)
+    full = _metrics(out)
+    # the state a kill leaves between the first metrics line and the first checkpoint
+    shutil.rmtree(out / "checkpoints")
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    (out / "metrics.jsonl").write_text(lines[0] + "\n")
+    resumed = subprocess.run(_command(out, config, small_model, resume=True), env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _metrics(out) == full
