@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -31,10 +32,14 @@ def command(task, model, data, config_file, out, steps, seed, reward_flags, eval
     a few minutes on a CPU.
     """
     from perception_r1 import config as cfg
+    from perception_r1.launch import relaunch_if_needed
     from perception_r1.registry import get_registry
     from perception_r1.rewards import parse_reward_flags
     from perception_r1.trainer import Trainer
 
+    workers_exit = relaunch_if_needed(sys.argv[1:])
+    if workers_exit is not None:  # the workers did the run
+        sys.exit(workers_exit)
     overrides = {
         "task": task, "model": model, "data": data, "steps": steps, "seed": seed,
         "eval_samples": eval_samples, "threads": threads,

@@ -64,6 +64,11 @@ class Trainer:
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         self.rank = self.accelerator.process_index
         self.main = self.accelerator.is_main_process
+        if self.accelerator.num_processes > 1:  # a default run name holds a time: use the main process's
+            from accelerate.utils import broadcast_object_list
+
+            self.out = out = Path(broadcast_object_list([str(out)])[0])
+            config["out"] = str(out)
         if config.get("threads"):
             torch.set_num_threads(config["threads"])
         torch.manual_seed(config["seed"] * 1000 + self.rank)
