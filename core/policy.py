@@ -68,7 +68,9 @@ def _read_chat_template(path: Path) -> str | None:
 class Rollout:
     """B prompts x G completions. Row ``i*G + g`` is prompt ``i``'s ``g``-th completion."""
 
-    prompt_inputs: dict[str, torch.Tensor]  # input_ids/attention_mask/mm_token_type_ids (N, P), pixel_values, image_grid_thw
+    # input_ids/attention_mask/mm_token_type_ids (N, P) and image_grid_thw (N, 3): one row per completion;
+    # pixel_values: each prompt's image once (the G rows of a group share it)
+    prompt_inputs: dict[str, torch.Tensor]
     completion_ids: torch.Tensor  # (N, T) long, padded after EOS
     completion_mask: torch.Tensor  # (N, T) float: 1 up to and including EOS, 0 after
     texts: list[str]  # decoded completions, special tokens stripped
@@ -237,7 +239,9 @@ class Policy:
     def encode_prompts(
         self, prompts: Sequence[str], images: Sequence[Image.Image] | None, repeat: int = 1
     ) -> dict[str, torch.Tensor]:
-        """Process B prompts once, then expand each to ``repeat`` contiguous rows (B*repeat, P), left-padded."""
+        """Process B prompts once; with ``repeat`` G, each prompt's text rows and image grid appear G times
+        in a row (B*G rows, left-padded) while ``pixel_values`` keep each image ONCE: the vision tower
+        encodes an image once for its whole group (see :meth:`image_features`)."""
         texts = [self.chat_text(p, with_image=images is not None) for p in prompts]
         kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
         if images is not None:
@@ -246,8 +250,20 @@ class Policy:
             kwargs["images"] = list(images)
         inputs = dict(self.processor(**kwargs))
         if repeat > 1:
-            inputs = _repeat_inputs(inputs, repeat)
+            inputs = _repeat_rows(inputs, repeat)
         return {k: v.to(self.device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+
+    def image_features(self, model, prompt_inputs: Mapping[str, torch.Tensor], group_size: int):
+        """The vision tower run once per image, its output repeated for the ``group_size`` rows that share it.
+
+        Returned as transformers' ``mm_encoder_outputs["image"]``; gradients from every row reach the
+        one vision forward.
+        """
+        grid = prompt_inputs["image_grid_thw"][::group_size]  # one row per distinct image
+        model = getattr(model, "module", model)  # DDP wraps the policy in training
+        features = model.get_image_features(prompt_inputs["pixel_values"], grid, return_dict=True)
+        features.pooler_output = tuple(f for f in features.pooler_output for _ in range(group_size))
+        return features
 
     # -- sampling --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -262,7 +278,9 @@ class Policy:
         return_logprobs: bool = False,
     ) -> Rollout:
         """Sample ``num_generations`` completions per prompt (pure sampling: no top-k/top-p/penalties)."""
-        inputs = self.encode_prompts(prompts, images, repeat=num_generations)
+        inputs = self.encode_prompts(prompts, images)  # B rows; generate expands to G after one image encoding
+        # greedy search refuses num_return_sequences > 1: its G answers are one answer repeated
+        expand = 1 if greedy else num_generations
         was_training = self.model.training
         self.model.eval()
         try:
@@ -281,16 +299,22 @@ class Policy:
                 suppress_tokens=self.suppressed_ids or None,
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
+                num_return_sequences=expand,
                 return_dict_in_generate=True,
                 output_scores=return_logprobs,
             )
         finally:
             self.model.train(was_training)
-        completion_ids = out.sequences[:, inputs["input_ids"].shape[1] :]  # (N, T)
+        completion_ids = out.sequences[:, inputs["input_ids"].shape[1] :]  # (B*expand, T), group rows together
+        if expand < num_generations:
+            completion_ids = completion_ids.repeat_interleave(num_generations // expand, dim=0)
+        if num_generations > 1:
+            inputs = _repeat_rows(inputs, num_generations)
         mask = completion_mask(completion_ids, self.eos_ids)
         sampler_logprobs = None
         if return_logprobs:
             scores = torch.stack(out.scores, dim=1).float()  # (N, T, V) logits after temperature
+            scores = scores.repeat_interleave(num_generations // expand, dim=0)
             sampler_logprobs = scores.log_softmax(-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
             sampler_logprobs = sampler_logprobs * mask
         return Rollout(inputs, completion_ids, mask, self.decode(completion_ids, mask), num_generations, sampler_logprobs)
@@ -326,7 +350,9 @@ class Policy:
         t = ids.shape[1]
         input_ids = torch.cat([p["input_ids"], ids], dim=1)  # (N, P+T)
         attention = torch.cat([p["attention_mask"], rollout.completion_mask.to(p["attention_mask"].dtype)], dim=1)
-        extra = {k: v for k, v in p.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        extra = {k: v for k, v in p.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values")}
+        if "pixel_values" in p:
+            extra["mm_encoder_outputs"] = {"image": self.image_features(model, p, rollout.num_generations)}
         if "mm_token_type_ids" in p:  # completion tokens are text (type 0)
             extra["mm_token_type_ids"] = torch.cat([p["mm_token_type_ids"], torch.zeros_like(ids)], dim=1)
         out = model(input_ids=input_ids, attention_mask=attention, use_cache=False, logits_to_keep=t + 1, **extra)
@@ -349,15 +375,10 @@ def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> tor
     return (before == 0).float()
 
 
-def _repeat_inputs(inputs: dict[str, Any], g: int) -> dict[str, Any]:
-    """Expand processed prompts to G contiguous copies each; pixel_values hold each image's patches in turn."""
+def _repeat_rows(inputs: dict[str, Any], g: int) -> dict[str, Any]:
+    """Each prompt's text rows and image grid G times in a row; ``pixel_values`` (each image once) unchanged."""
     out = dict(inputs)
-    for key in ("input_ids", "attention_mask", "mm_token_type_ids"):
+    for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw"):
         if key in out:
             out[key] = out[key].repeat_interleave(g, dim=0)
-    if "image_grid_thw" in out:
-        grid = out["image_grid_thw"]  # (B, 3)
-        patches = out["pixel_values"].split(grid.prod(-1).tolist())  # B x (n_i, D)
-        out["pixel_values"] = torch.cat([p for p in patches for _ in range(g)])
-        out["image_grid_thw"] = grid.repeat_interleave(g, dim=0)
     return out

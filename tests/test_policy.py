@@ -85,13 +85,34 @@ def test_generate_groups_are_contiguous(policy):
         for g in range(G):
             assert torch.equal(p["input_ids"][i * G + g], single["input_ids"][i])
             assert torch.equal(p["image_grid_thw"][i * G + g], single["image_grid_thw"][i])
-    # each image's patches appear G times, in row order
-    sizes = single["image_grid_thw"].prod(-1).tolist()
-    first, second = single["pixel_values"].split(sizes)
-    assert torch.equal(p["pixel_values"], torch.cat([first] * G + [second] * G))
+    # each image's patches are kept once: the G rows of a group share one vision-tower pass
+    assert torch.equal(p["pixel_values"], single["pixel_values"])
     # left padding: the shorter prompt is padded at the start, every prompt ends with the assistant header
     assert (p["attention_mask"][:, -1] == 1).all()
     assert p["attention_mask"][G:, 0].sum() == 0
+
+
+def test_shared_image_features_give_the_log_probs_of_one_image_per_row(policy):
+    """Running the vision tower once per group is an optimisation only: same log-probs as G copies."""
+    torch.manual_seed(0)
+    G = 3
+    r = policy.generate(PROMPTS, images(), num_generations=G, max_new_tokens=6)
+    shared = policy.token_logprobs(r)
+    p = r.prompt_inputs
+    sizes = p["image_grid_thw"][::G].prod(-1).tolist()
+    copies = torch.cat([patches for patches in p["pixel_values"].split(sizes) for _ in range(G)])
+    input_ids = torch.cat([p["input_ids"], r.completion_ids], dim=1)
+    attention = torch.cat([p["attention_mask"], r.completion_mask.long()], dim=1)
+    types = torch.cat([p["mm_token_type_ids"], torch.zeros_like(r.completion_ids)], dim=1)
+    with torch.no_grad():
+        logits = policy.model(input_ids=input_ids, attention_mask=attention, mm_token_type_ids=types,
+                              pixel_values=copies, image_grid_thw=p["image_grid_thw"]).logits  # fmt: skip
+    t = r.completion_ids.shape[1]
+    logits = logits[:, -t - 1 : -1].float()
+    logits[..., policy.suppressed_ids] = float("-inf")
+    expected = logits.log_softmax(-1).gather(-1, r.completion_ids.unsqueeze(-1)).squeeze(-1)
+    mask = r.completion_mask.bool()
+    assert torch.allclose(shared[mask], expected[mask], atol=1e-5)
 
 
 def test_greedy_group_members_agree_and_match_single(policy):
