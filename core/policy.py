@@ -253,16 +253,17 @@ class Policy:
             inputs = _repeat_rows(inputs, repeat)
         return {k: v.to(self.device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
 
-    def image_features(self, model, prompt_inputs: Mapping[str, torch.Tensor], group_size: int):
-        """The vision tower run once per image, its output repeated for the ``group_size`` rows that share it.
+    def image_features(self, model, prompt_inputs: Mapping[str, torch.Tensor], group_size: int, repeat: bool = True):
+        """The vision tower run once per image of ``prompt_inputs`` (whose rows come in groups of ``group_size``),
+        as transformers' ``mm_encoder_outputs["image"]``: one entry per row, or per group with ``repeat=False``.
 
-        Returned as transformers' ``mm_encoder_outputs["image"]``; gradients from every row reach the
-        one vision forward.
+        Gradients from every row that shares an image reach its one vision forward.
         """
         grid = prompt_inputs["image_grid_thw"][::group_size]  # one row per distinct image
         model = getattr(model, "module", model)  # DDP wraps the policy in training
         features = model.get_image_features(prompt_inputs["pixel_values"], grid, return_dict=True)
-        features.pooler_output = tuple(f for f in features.pooler_output for _ in range(group_size))
+        if repeat:
+            features.pooler_output = tuple(f for f in features.pooler_output for _ in range(group_size))
         return features
 
     # -- sampling --------------------------------------------------------------------------------
@@ -340,23 +341,17 @@ class Policy:
 
     # -- scoring ---------------------------------------------------------------------------------
     def token_logprobs(self, rollout: Rollout, model=None, temperature: float = 1.0) -> torch.Tensor:
-        """(N, T) log-prob of every completion token under ``model`` (default: this policy's), one forward.
+        """(N, T) log-prob of every completion token under ``model`` (default: this policy's).
 
         Keeps the graph: call under ``torch.no_grad()`` for reference/old log-probs.
         """
         model = self.model if model is None else model
-        p = rollout.prompt_inputs
         ids = rollout.completion_ids  # (N, T)
-        t = ids.shape[1]
-        input_ids = torch.cat([p["input_ids"], ids], dim=1)  # (N, P+T)
-        attention = torch.cat([p["attention_mask"], rollout.completion_mask.to(p["attention_mask"].dtype)], dim=1)
-        extra = {k: v for k, v in p.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values")}
-        if "pixel_values" in p:
-            extra["mm_encoder_outputs"] = {"image": self.image_features(model, p, rollout.num_generations)}
-        if "mm_token_type_ids" in p:  # completion tokens are text (type 0)
-            extra["mm_token_type_ids"] = torch.cat([p["mm_token_type_ids"], torch.zeros_like(ids)], dim=1)
-        out = model(input_ids=input_ids, attention_mask=attention, use_cache=False, logits_to_keep=t + 1, **extra)
-        logits = out.logits[:, :-1].float()  # (N, T, V): position j predicts completion token j
+        if rollout.num_generations > 1:
+            logits = self._group_logits(model, rollout)
+        else:
+            logits = self._full_logits(model, rollout)
+        logits = logits.float()  # (N, T, V): position j predicts completion token j
         if temperature != 1.0:
             logits = logits / temperature
         if self.suppressed_ids:  # the same distribution the sampler draws from
@@ -365,6 +360,59 @@ class Policy:
             logits = logits.masked_fill(banned, float("-inf"))
         picked = logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1)  # (N, T)
         return picked - logits.logsumexp(-1)
+
+    def _full_inputs(self, rollout: Rollout) -> dict[str, torch.Tensor]:
+        """Prompt + completion as one (N, P+T) text input, completion tokens typed as text."""
+        p, ids = rollout.prompt_inputs, rollout.completion_ids
+        full = {
+            "input_ids": torch.cat([p["input_ids"], ids], dim=1),
+            "attention_mask": torch.cat([p["attention_mask"], rollout.completion_mask.to(p["attention_mask"].dtype)], 1),
+        }
+        if "mm_token_type_ids" in p:
+            full["mm_token_type_ids"] = torch.cat([p["mm_token_type_ids"], torch.zeros_like(ids)], dim=1)
+        return full
+
+    def _full_logits(self, model, rollout: Rollout) -> torch.Tensor:
+        """One forward over prompt + completion for every row."""
+        p, t = rollout.prompt_inputs, rollout.completion_ids.shape[1]
+        extra = {}
+        if "pixel_values" in p:
+            extra["image_grid_thw"] = p["image_grid_thw"]
+            extra["mm_encoder_outputs"] = {"image": self.image_features(model, p, rollout.num_generations)}
+        out = model(**self._full_inputs(rollout), use_cache=False, logits_to_keep=t + 1, **extra)
+        return out.logits[:, :-1]
+
+    def _group_logits(self, model, rollout: Rollout) -> torch.Tensor:
+        """The G rows of a group share their prompt: run it once per group, then the completions on its cache.
+
+        Same numbers as :meth:`_full_logits` (tested); the prompt's forward and backward work shrink G-fold.
+        The positions of the completion tokens (Qwen's 3-D M-RoPE) are those of the full sequence.
+        """
+        p, ids, g = rollout.prompt_inputs, rollout.completion_ids, rollout.num_generations
+        inner = getattr(model, "module", model)  # the prompt pass goes around DDP: one wrapped forward per step
+        prompt = {k: p[k][::g] for k in ("input_ids", "attention_mask", "mm_token_type_ids") if k in p}
+        if "pixel_values" in p:
+            prompt["image_grid_thw"] = p["image_grid_thw"][::g]
+            prompt["mm_encoder_outputs"] = {"image": self.image_features(model, p, g, repeat=False)}
+        head = inner(**prompt, use_cache=True, logits_to_keep=1)
+        cache = head.cache
+        cache.batch_repeat_interleave(g)
+        full = self._full_inputs(rollout)
+        positions, _ = inner.model.get_rope_index(
+            full["input_ids"],
+            mm_token_type_ids=full.get("mm_token_type_ids", torch.zeros_like(full["input_ids"])),
+            image_grid_thw=p.get("image_grid_thw"),
+            attention_mask=full["attention_mask"],
+        )  # (3, N, P+T)
+        start = p["input_ids"].shape[1]
+        tail = model(
+            input_ids=ids[:, :-1],
+            attention_mask=full["attention_mask"][:, :-1],
+            position_ids=positions[:, :, start:-1],
+            cache=cache,
+            use_cache=True,
+        )
+        return torch.cat([head.logits[:, -1:].repeat_interleave(g, dim=0), tail.logits], dim=1)
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:

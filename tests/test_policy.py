@@ -92,27 +92,40 @@ def test_generate_groups_are_contiguous(policy):
     assert p["attention_mask"][G:, 0].sum() == 0
 
 
-def test_shared_image_features_give_the_log_probs_of_one_image_per_row(policy):
-    """Running the vision tower once per group is an optimisation only: same log-probs as G copies."""
-    torch.manual_seed(0)
-    G = 3
-    r = policy.generate(PROMPTS, images(), num_generations=G, max_new_tokens=6)
-    shared = policy.token_logprobs(r)
-    p = r.prompt_inputs
+def _logprobs_one_row_at_a_time(policy, r):
+    """Reference: every row its own image copy and its own full prompt + completion forward."""
+    p, G = r.prompt_inputs, r.num_generations
     sizes = p["image_grid_thw"][::G].prod(-1).tolist()
     copies = torch.cat([patches for patches in p["pixel_values"].split(sizes) for _ in range(G)])
     input_ids = torch.cat([p["input_ids"], r.completion_ids], dim=1)
     attention = torch.cat([p["attention_mask"], r.completion_mask.long()], dim=1)
     types = torch.cat([p["mm_token_type_ids"], torch.zeros_like(r.completion_ids)], dim=1)
-    with torch.no_grad():
-        logits = policy.model(input_ids=input_ids, attention_mask=attention, mm_token_type_ids=types,
-                              pixel_values=copies, image_grid_thw=p["image_grid_thw"]).logits  # fmt: skip
+    logits = policy.model(input_ids=input_ids, attention_mask=attention, mm_token_type_ids=types,
+                          pixel_values=copies, image_grid_thw=p["image_grid_thw"]).logits  # fmt: skip
     t = r.completion_ids.shape[1]
     logits = logits[:, -t - 1 : -1].float()
     logits[..., policy.suppressed_ids] = float("-inf")
-    expected = logits.log_softmax(-1).gather(-1, r.completion_ids.unsqueeze(-1)).squeeze(-1)
-    mask = r.completion_mask.bool()
-    assert torch.allclose(shared[mask], expected[mask], atol=1e-5)
+    return logits.log_softmax(-1).gather(-1, r.completion_ids.unsqueeze(-1)).squeeze(-1)
+
+
+def _grads(policy, logprobs, mask):
+    policy.model.zero_grad()
+    (logprobs * mask).sum().backward()
+    return {n: q.grad.clone() for n, q in policy.model.named_parameters() if q.grad is not None}
+
+
+def test_a_group_shares_its_image_and_prompt_pass_with_the_same_numbers(policy):
+    """One vision pass and one prompt pass per group is an optimisation only: same log-probs and gradients."""
+    torch.manual_seed(0)
+    r = policy.generate(PROMPTS, images(), num_generations=3, max_new_tokens=6)
+    mask = r.completion_mask
+    shared, expected = policy.token_logprobs(r), _logprobs_one_row_at_a_time(policy, r)
+    assert torch.allclose(shared[mask.bool()], expected[mask.bool()], atol=1e-5)
+    got, want = _grads(policy, shared, mask), _grads(policy, expected, mask)
+    assert got.keys() == want.keys() and any(".visual." in n for n in got)  # the vision tower learns too
+    for name in want:
+        assert torch.allclose(got[name], want[name], rtol=1e-3, atol=1e-6), name
+    policy.model.zero_grad()
 
 
 def test_greedy_group_members_agree_and_match_single(policy):
