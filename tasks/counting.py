@@ -50,6 +50,7 @@ from perception_r1.tasks.grounding import (
     BOX_START,
     NUM,
     REF,
+    answer_body,
     check_box,
     compact,
     decimals_for,
@@ -58,7 +59,7 @@ from perception_r1.tasks.grounding import (
     load_jsonl,
     numbers,
     resized_size,
-    unfence,
+    row_sample,
 )
 from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects, plural
 
@@ -133,13 +134,7 @@ def _from_json(value: Any) -> np.ndarray:
 def parse_centres(text: str) -> np.ndarray:
     """The ``(N, 2)`` centres of the boxes / points of a completion, in its own space. See the module
     docstring for the formats."""
-    if not isinstance(text, str):
-        raise ParseError("completion is not text")
-    if len(text) > MAX_CHARS:
-        raise ParseError(f"answer longer than {MAX_CHARS} characters")
-    body = unfence(text)
-    if not body:
-        raise ParseError("empty answer")
+    body = answer_body(text)
     if body[0] in "[{":
         return _from_json(load_json(body))
     flat = compact(body)
@@ -184,10 +179,7 @@ def _counting_row(row: dict[str, Any]) -> dict[str, Any]:
     solution: dict[str, Any] = {"points": [list(numbers(p, 2, "a point")) for p in points]}
     if "boxes" in row:
         solution["boxes"] = [list(check_box(numbers(b, 4, "a box"))) for b in row["boxes"]]
-    sample = {"query": {"object": str(row["object"])}, "solution": solution}
-    if "image_size" in row:
-        sample["image_size"] = list(numbers(row["image_size"], 2, "image_size"))
-    return sample
+    return row_sample({"object": str(row["object"])}, solution, row)
 
 
 class CountingTask(Task):

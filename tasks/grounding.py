@@ -120,8 +120,9 @@ def check_box(box: Sequence[float]) -> Box:
     return (x1, y1, x2, y2)
 
 
-def parse_box(text: str) -> Box:
-    """One box from a completion, in the completion's own space. See the module docstring."""
+def answer_body(text: str) -> str:
+    """The answer inside a completion (code fence and surrounding space removed); ParseError if there is
+    none or the completion is not text or longer than :data:`MAX_CHARS` (bounded parsing)."""
     if not isinstance(text, str):
         raise ParseError("completion is not text")
     if len(text) > MAX_CHARS:
@@ -129,6 +130,12 @@ def parse_box(text: str) -> Box:
     body = unfence(text)
     if not body:
         raise ParseError("empty answer")
+    return body
+
+
+def parse_box(text: str) -> Box:
+    """One box from a completion, in the completion's own space. See the module docstring."""
+    body = answer_body(text)
     match = _QWEN.fullmatch(compact(body))
     if match:
         return check_box(tuple(float(v) for v in match.groups()))
@@ -202,16 +209,21 @@ def load_jsonl(
     return samples
 
 
+def row_sample(query: dict[str, Any], solution: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """A sample of a JSONL row's query and solution, with the row's optional ``image_size`` checked."""
+    sample = {"query": query, "solution": solution}
+    if "image_size" in row:
+        sample["image_size"] = list(numbers(row["image_size"], 2, "image_size"))
+    return sample
+
+
 def _grounding_row(row: dict[str, Any]) -> dict[str, Any]:
     if "bbox_xywh" in row:  # COCO / RefCOCO annotations
         bbox = geometry.xywh_to_xyxy(numbers(row["bbox_xywh"], 4, "bbox_xywh")).tolist()
     else:
         bbox = list(numbers(row["bbox"], 4, "bbox"))
     check_box(bbox)
-    sample = {"query": {"expression": str(row["expression"])}, "solution": {"bbox": bbox}}
-    if "image_size" in row:
-        sample["image_size"] = list(numbers(row["image_size"], 2, "image_size"))
-    return sample
+    return row_sample({"expression": str(row["expression"])}, {"bbox": bbox}, row)
 
 
 class GroundingTask(Task):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import editdistance
 import numpy as np
 import shapely
 from shapely.errors import GEOSException
 from shapely.geometry import Polygon
+
+from perception_r1.tasks.ocr import normalized_edit_distance  # the framework's one NED
 
 #: pixel coordinates are clipped here so areas stay finite; far outside any image, IoU is 0 anyway
 COORD_LIMIT = 1e7
@@ -64,11 +65,7 @@ def normalize_text(text: str) -> str:
 
 def text_similarity(a: str, b: str) -> float:
     """1 - normalized edit distance of the normalized texts, in [0, 1]; two empty texts are equal."""
-    a, b = normalize_text(a), normalize_text(b)
-    longest = max(len(a), len(b))
-    if longest == 0:
-        return 1.0
-    return 1.0 - editdistance.eval(a, b) / longest
+    return 1.0 - normalized_edit_distance(normalize_text(a), normalize_text(b))
 
 
 def similarity_matrix(preds: list[str], gts: list[str]) -> np.ndarray:
