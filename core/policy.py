@@ -279,14 +279,18 @@ class Policy:
         return_logprobs: bool = False,
     ) -> Rollout:
         """Sample ``num_generations`` completions per prompt (pure sampling: no top-k/top-p/penalties)."""
-        inputs = self.encode_prompts(prompts, images)  # B rows; generate expands to G after one image encoding
-        # greedy search refuses num_return_sequences > 1: its G answers are one answer repeated
+        inputs = self.encode_prompts(prompts, images)  # B rows, each image once
+        # greedy search's G answers are one answer repeated: it decodes B rows; sampling decodes B*G rows
         expand = 1 if greedy else num_generations
         was_training = self.model.training
         self.model.eval()
         try:
+            if expand > 1 and "pixel_values" in inputs:
+                start = self._shared_prompt_cache(inputs, expand)
+            else:  # text-only prompts are cheap: decode their rows as they are
+                start = _repeat_rows(inputs, expand)
             out = self.model.generate(
-                **inputs,
+                **start,
                 max_new_tokens=max_new_tokens,
                 do_sample=not greedy,
                 temperature=temperature if not greedy else None,
@@ -300,13 +304,12 @@ class Policy:
                 suppress_tokens=self.suppressed_ids or None,
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
-                num_return_sequences=expand,
                 return_dict_in_generate=True,
                 output_scores=return_logprobs,
             )
         finally:
             self.model.train(was_training)
-        completion_ids = out.sequences[:, inputs["input_ids"].shape[1] :]  # (B*expand, T), group rows together
+        completion_ids = out.sequences[:, inputs["input_ids"].shape[1] :]  # (B*expand, T), a group's rows together
         if expand < num_generations:
             completion_ids = completion_ids.repeat_interleave(num_generations // expand, dim=0)
         if num_generations > 1:
@@ -319,6 +322,24 @@ class Policy:
             sampler_logprobs = scores.log_softmax(-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
             sampler_logprobs = sampler_logprobs * mask
         return Rollout(inputs, completion_ids, mask, self.decode(completion_ids, mask), num_generations, sampler_logprobs)
+
+    def _shared_prompt_cache(self, inputs: dict[str, torch.Tensor], g: int) -> dict[str, Any]:
+        """generate() arguments for G samples of each prompt that run the prompt once, not G times.
+
+        All but the last prompt token go through one forward per prompt (image included); its KV cache,
+        repeated G times, starts the decoding of the G rows. The forward also leaves the rows' M-RoPE
+        offsets on the model, which decoding steps read; they are repeated for the G rows like the cache.
+        """
+        head = {k: v[:, :-1] for k, v in inputs.items() if k in ("input_ids", "attention_mask", "mm_token_type_ids")}
+        if "pixel_values" in inputs:
+            head["image_grid_thw"] = inputs["image_grid_thw"]
+            head["mm_encoder_outputs"] = {"image": self.image_features(self.model, inputs, 1)}
+        cache = self.model(**head, use_cache=True, logits_to_keep=1).cache
+        cache.batch_repeat_interleave(g)
+        base = self.model.model  # generate continues from the rope offsets of "an earlier call": one per row
+        base.rope_deltas = base.rope_deltas.repeat_interleave(g, dim=0)
+        rows = _repeat_rows(inputs, g)
+        return {"input_ids": rows["input_ids"], "attention_mask": rows["attention_mask"], "cache": cache}
 
     def decode(self, completion_ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
         rows = [ids[: int(m.sum())].tolist() for ids, m in zip(completion_ids, mask, strict=True)]
@@ -347,7 +368,7 @@ class Policy:
         """
         model = self.model if model is None else model
         ids = rollout.completion_ids  # (N, T)
-        if rollout.num_generations > 1:
+        if rollout.num_generations > 1 and "pixel_values" in rollout.prompt_inputs:
             logits = self._group_logits(model, rollout)
         else:
             logits = self._full_logits(model, rollout)

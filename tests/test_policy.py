@@ -151,10 +151,10 @@ def test_rollout_mask_and_texts_follow_eos(policy):
     assert policy.decode(r.completion_ids, r.completion_mask) == ["(1,2),(3,4)", "3"]
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_token_logprobs_match_the_sampler(policy, temperature):
+@pytest.mark.parametrize(("temperature", "with_images"), [(1.0, True), (0.7, True), (1.0, False)])
+def test_token_logprobs_match_the_sampler(policy, temperature, with_images):
     torch.manual_seed(1)
-    r = policy.generate(PROMPTS, images(), num_generations=3, max_new_tokens=10, temperature=temperature,
+    r = policy.generate(PROMPTS, images() if with_images else None, num_generations=3, max_new_tokens=10, temperature=temperature,
                         return_logprobs=True)
     with torch.no_grad():
         ours = policy.token_logprobs(r, temperature=temperature)  # (N, T)
