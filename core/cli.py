@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user-fixable errors become one line on stderr and exit code 2, never a traceback."""
     _register_commands()
     try:
-        cli.main(args=argv, prog_name="perception-r1", standalone_mode=False)
+        # the command line is kept for commands that hand it on (run under `accelerate launch --cpu`)
+        args = list(sys.argv[1:] if argv is None else argv)
+        cli.main(args=args, prog_name="perception-r1", standalone_mode=False, obj={"argv": args})
     except _NO_ARGS_IS_HELP as exc:  # `perception-r1` alone: help, not an error
         click.echo(exc.ctx.get_help() if exc.ctx else "")
         return 0

@@ -37,9 +37,7 @@ def command(task, model, data, config_file, out, steps, seed, reward_flags, eval
     from perception_r1.rewards import parse_reward_flags
     from perception_r1.trainer import Trainer
 
-    workers_exit = relaunch_if_needed(sys.argv[1:])
-    if workers_exit is not None:  # the workers did the run
-        sys.exit(workers_exit)
+    relaunch_if_needed((click.get_current_context().find_object(dict) or {}).get("argv", sys.argv[1:]))
     overrides = {
         "task": task, "model": model, "data": data, "steps": steps, "seed": seed,
         "eval_samples": eval_samples, "threads": threads,

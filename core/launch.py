@@ -3,34 +3,44 @@
 accelerate (1.x) starts CPU jobs through its "simple" launcher: with ``--cpu`` it runs ONE process
 and leaves the others to ``mpirun`` (``--mpirun_hostfile``). Without MPI a user asking for N processes
 silently gets one. ``perception-r1 run`` notices that case (accelerate's CPU environment, a rendezvous
-address, no rank) and starts the N workers itself with PyTorch's own launcher (``torch.distributed.run``,
-gloo), which is what ``torchrun --nproc_per_node N`` does.
+address, no rank) and becomes PyTorch's own launcher (``torch.distributed.run``, gloo) for the N
+workers, which is what ``torchrun --nproc_per_node N`` does. The process is replaced (``exec``), so
+signals and the exit code are torchrun's, as if the user had typed that command.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 #: set by any launcher that already started one process per rank (torchrun, accelerate's GPU path, MPI)
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-
 LAUNCHERS = ("launch", "accelerate.commands.launch")
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an ``accelerate launch`` command line asked for."""
+
+    processes: int | None  # in total, over all machines
+    machines: int = 1
+    machine_rank: int = 0
 
 
 def single_process_cpu_launch(env: Mapping[str, str]) -> bool:
     """True when accelerate's simple CPU launcher started this process alone for a multi-process job.
 
-    It sets ``MASTER_ADDR`` only when more than one process was asked for, and nothing sets a rank.
+    It sets ``MASTER_ADDR`` only when more than one process (or machine) was asked for; nothing sets a rank.
     """
     uses_cpu = env.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
     return uses_cpu and "MASTER_ADDR" in env and not any(v in env for v in RANK_VARIABLES)
 
 
-def requested_processes(launcher_argv: Sequence[str]) -> int | None:
-    """``--num_processes`` of an ``accelerate launch ...`` command line, parsed by accelerate's own parser."""
+def requested(launcher_argv: Sequence[str]) -> Request | None:
+    """What an ``accelerate launch ...`` command line asked for, parsed by accelerate's own parser
+    (``--num_processes`` / ``--num_machines`` / ``--machine_rank``, else the ``--config_file`` it names)."""
     from accelerate.commands.launch import launch_command_parser
 
     argv = list(launcher_argv)
@@ -42,7 +52,17 @@ def requested_processes(launcher_argv: Sequence[str]) -> int | None:
         args, _ = launch_command_parser().parse_known_args(argv[starts[0] + 1 :])
     except SystemExit:  # argparse refuses it: not a command line we understand
         return None
-    return args.num_processes
+    processes, machines = args.num_processes, args.num_machines
+    if args.config_file and (processes is None or machines is None):
+        from accelerate.commands.config import load_config_from_file
+
+        try:
+            config = load_config_from_file(args.config_file)
+        except Exception:  # accelerate itself reports a broken config file; here it only means "unknown"
+            return None
+        processes = config.num_processes if processes is None else processes
+        machines = config.num_machines if machines is None else machines
+    return Request(processes, machines or 1, args.machine_rank or 0)
 
 
 def parent_command_line() -> list[str]:
@@ -55,11 +75,14 @@ def parent_command_line() -> list[str]:
         return []
 
 
-def torchrun_command(processes: int, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
-    """The ``torch.distributed.run`` command that starts ``processes`` copies of ``perception_r1.cli argv``."""
+def torchrun_command(request: Request, argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """The ``torch.distributed.run`` command that starts this machine's share of the requested workers."""
+    assert request.processes is not None
     return [
         sys.executable, "-m", "torch.distributed.run",
-        "--nproc_per_node", str(processes),
+        "--nnodes", str(request.machines),
+        "--node_rank", str(request.machine_rank),
+        "--nproc_per_node", str(max(1, request.processes // request.machines)),
         "--master_addr", env.get("MASTER_ADDR", "127.0.0.1"),
         "--master_port", _port(env.get("MASTER_PORT", "29500")),
         "-m", "perception_r1.cli", *argv,
@@ -77,19 +100,25 @@ def _port(port: str) -> str:
         return str(s.getsockname()[1])
 
 
-def relaunch_if_needed(argv: Sequence[str]) -> int | None:
-    """Start the workers an ``accelerate launch --cpu`` asked for; their exit code, or None to run here."""
+def relaunch_if_needed(argv: Sequence[str]) -> None:
+    """Become ``torch.distributed.run`` for the workers an ``accelerate launch --cpu`` asked for; return to
+    run in this process when there is nothing to start."""
     import click
 
     if not single_process_cpu_launch(os.environ):
-        return None
-    processes = requested_processes(parent_command_line())
-    if processes is None or processes < 2:
+        return
+    request = requested(parent_command_line())
+    if request is None or request.processes is None or request.processes < 2:
         click.echo(
             "warning: started by `accelerate launch --cpu` without a process count this command can read: "
             "running one process (for N CPU processes: torchrun --nproc_per_node N -m perception_r1.cli run ...)",
             err=True,
         )
-        return None
-    click.echo(f"accelerate launch --cpu starts one process: starting {processes} workers with torch.distributed.run")
-    return subprocess.call(torchrun_command(processes, argv, os.environ))
+        return
+    click.echo(
+        f"accelerate launch --cpu starts one process: starting {request.processes} workers with torch.distributed.run",
+        err=True,
+    )
+    command = torchrun_command(request, argv, os.environ)
+    sys.stdout.flush(), sys.stderr.flush()
+    os.execv(command[0], command)

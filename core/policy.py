@@ -415,7 +415,10 @@ class Policy:
         if "pixel_values" in p:
             prompt["image_grid_thw"] = p["image_grid_thw"][::g]
             prompt["mm_encoder_outputs"] = {"image": self.image_features(model, p, g, repeat=False)}
-        head = inner(**prompt, use_cache=True, logits_to_keep=1)
+        head = inner(**prompt, use_cache=True, logits_to_keep=1)  # use_cache: never with gradient checkpointing
+        first = head.logits[:, -1:].repeat_interleave(g, dim=0)  # predicts completion token 0
+        if ids.shape[1] == 1:  # one-token completions: nothing runs on the cache
+            return first
         cache = head.cache
         cache.batch_repeat_interleave(g)
         full = self._full_inputs(rollout)
@@ -433,7 +436,7 @@ class Policy:
             cache=cache,
             use_cache=True,
         )
-        return torch.cat([head.logits[:, -1:].repeat_interleave(g, dim=0), tail.logits], dim=1)
+        return torch.cat([first, tail.logits], dim=1)
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:

@@ -134,7 +134,7 @@ def _from_json(value: Any) -> np.ndarray:
 def parse_centres(text: str) -> np.ndarray:
     """The ``(N, 2)`` centres of the boxes / points of a completion, in its own space. See the module
     docstring for the formats."""
-    body = answer_body(text)
+    body = answer_body(text, MAX_CHARS)  # counting's own bound: hundreds of boxes
     if body[0] in "[{":
         return _from_json(load_json(body))
     flat = compact(body)

@@ -120,13 +120,13 @@ def check_box(box: Sequence[float]) -> Box:
     return (x1, y1, x2, y2)
 
 
-def answer_body(text: str) -> str:
+def answer_body(text: str, max_chars: int = MAX_CHARS) -> str:
     """The answer inside a completion (code fence and surrounding space removed); ParseError if there is
-    none or the completion is not text or longer than :data:`MAX_CHARS` (bounded parsing)."""
+    none or the completion is not text or longer than ``max_chars`` (bounded parsing)."""
     if not isinstance(text, str):
         raise ParseError("completion is not text")
-    if len(text) > MAX_CHARS:
-        raise ParseError(f"answer longer than {MAX_CHARS} characters")
+    if len(text) > max_chars:
+        raise ParseError(f"answer longer than {max_chars} characters")
     body = unfence(text)
     if not body:
         raise ParseError("empty answer")

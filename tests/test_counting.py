@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -205,3 +206,11 @@ def test_load_jsonl_rows_from_local_files(tmp_path):
     (tmp_path / "val.jsonl").write_text('{"image": "a.png", "object": "x", "points": [[1, 2, 3]]}\n')
     with pytest.raises(ValueError, match=r"val.jsonl:1"):
         TASK.load(str(tmp_path), "val")
+
+
+def test_an_answer_with_many_boxes_is_within_the_parse_bound():
+    """Counting allows hundreds of boxes (MAX_CHARS 32,000), more than grounding's one-box bound."""
+    boxes = [{"bbox_2d": [i, i, i + 10, i + 10], "label": "dog"} for i in range(80)]
+    text = json.dumps(boxes)
+    assert len(text) > 2000
+    assert parse_centres(text).shape == (80, 2)

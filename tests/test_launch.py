@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from perception_r1.launch import requested_processes, single_process_cpu_launch, torchrun_command
+from perception_r1 import launch
+from perception_r1.launch import Request, requested, single_process_cpu_launch, torchrun_command
 
 ACCELERATE_CPU = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
 
@@ -34,25 +35,48 @@ def test_every_other_start_runs_in_place(env):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["python", "/usr/bin/accelerate", "launch", "--cpu", "--num_processes", "2", "-m", "x"], 2),
-        (["accelerate", "launch", "--cpu", "--num-processes=3", "-m", "perception_r1.cli", "run"], 3),
-        (["/venv/bin/accelerate-launch", "--cpu", "--num_processes=4", "script.py"], 4),
-        (["python", "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "x.py"], 2),
-        (["accelerate", "launch", "--cpu", "script.py"], None),  # no count given
+        (["python", "/usr/bin/accelerate", "launch", "--cpu", "--num_processes", "2", "-m", "x"], Request(2)),
+        (["accelerate", "launch", "--cpu", "--num-processes=3", "-m", "perception_r1.cli", "run"], Request(3)),
+        (["/venv/bin/accelerate-launch", "--cpu", "--num_processes=4", "script.py"], Request(4)),
+        (["python", "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "x.py"], Request(2)),
+        (["accelerate", "launch", "--cpu", "--num_processes", "4", "--num_machines", "2", "--machine_rank", "1",
+          "x.py"], Request(4, 2, 1)),  # fmt: skip
+        (["accelerate", "launch", "--cpu", "script.py"], Request(None)),  # no count given
         (["bash", "-c", "perception-r1 run"], None),  # not accelerate at all
     ],
 )
-def test_the_process_count_is_read_from_the_launcher_command_line(argv, expected):
-    assert requested_processes(argv) == expected
+def test_the_request_is_read_from_the_launcher_command_line(argv, expected):
+    assert requested(argv) == expected
+
+
+def test_the_process_count_may_come_from_the_named_config_file(tmp_path):
+    config = tmp_path / "accelerate.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_processes: 3\n"
+                      "num_machines: 1\nmachine_rank: 0\nmixed_precision: 'no'\nuse_cpu: true\n")  # fmt: skip
+    assert requested(["accelerate", "launch", "--cpu", "--config_file", str(config), "x.py"]) == Request(3)
 
 
 def test_the_workers_run_the_same_command_under_torch_distributed():
-    cmd = torchrun_command(2, ["run", "--task", "ocr"], {"MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "1234"})
+    cmd = torchrun_command(Request(2), ["run", "--task", "ocr"], {"MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "1234"})
     assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
-    assert cmd[cmd.index("--nproc_per_node") + 1] == "2"
-    assert cmd[cmd.index("--master_addr") + 1] == "10.0.0.1"
-    assert cmd[cmd.index("--master_port") + 1] == "1234"
+    flags = dict(zip(cmd[3:-5:2], cmd[4:-5:2], strict=True))
+    assert flags == {"--nnodes": "1", "--node_rank": "0", "--nproc_per_node": "2",
+                     "--master_addr": "10.0.0.1", "--master_port": "1234"}  # fmt: skip
     assert cmd[-5:] == ["-m", "perception_r1.cli", "run", "--task", "ocr"]
+
+
+def test_several_machines_each_start_their_share():
+    cmd = torchrun_command(Request(8, 2, 1), ["run"], {"MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "0"})
+    flags = dict(zip(cmd[3:-3:2], cmd[4:-3:2], strict=True))
+    assert (flags["--nnodes"], flags["--node_rank"], flags["--nproc_per_node"]) == ("2", "1", "4")
+    assert flags["--master_port"] != "0"  # "pick a port" becomes a real free port
+
+
+def test_nothing_is_relaunched_inside_a_worker(monkeypatch):
+    for key, value in {**ACCELERATE_CPU, "RANK": "1", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(launch.os, "execv", lambda *a: pytest.fail("a worker must not start workers"))
+    assert launch.relaunch_if_needed(["run"]) is None
 
 
 @pytest.mark.slow

@@ -114,10 +114,12 @@ def _grads(policy, logprobs, mask):
     return {n: q.grad.clone() for n, q in policy.model.named_parameters() if q.grad is not None}
 
 
-def test_a_group_shares_its_image_and_prompt_pass_with_the_same_numbers(policy):
+@pytest.mark.parametrize("max_new_tokens", [6, 1])
+def test_a_group_shares_its_image_and_prompt_pass_with_the_same_numbers(policy, max_new_tokens):
     """One vision pass and one prompt pass per group is an optimisation only: same log-probs and gradients."""
     torch.manual_seed(0)
-    r = policy.generate(PROMPTS, images(), num_generations=3, max_new_tokens=6)
+    r = policy.generate(PROMPTS, images(), num_generations=3, max_new_tokens=max_new_tokens)
+    assert r.completion_ids.shape[1] == max_new_tokens
     mask = r.completion_mask
     shared, expected = policy.token_logprobs(r), _logprobs_one_row_at_a_time(policy, r)
     assert torch.allclose(shared[mask.bool()], expected[mask.bool()], atol=1e-5)
