@@ -29,7 +29,7 @@ def command(task, model, data, config_file, out, steps, seed, reward_flags, eval
     """Train with GRPO and rule-based rewards; evaluate on a held-out split before and after.
 
     With no options: the embedded tiny Qwen2-VL-architecture model on synthetic OCR data,
-    a few minutes on a CPU.
+    about 20 seconds on two idle CPU cores.
     """
     from perception_r1 import config as cfg
     from perception_r1.launch import relaunch_if_needed
@@ -54,6 +54,8 @@ def command(task, model, data, config_file, out, steps, seed, reward_flags, eval
         config = cfg.resolve(config_file, overrides)
         run_dir = Path(out or config["out"] or f"runs/{config['task'].replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (run_dir / "config.yaml").exists():
-            raise UserError(f"--out {run_dir} already holds a run (use --resume {run_dir} to continue it)")
+            raise UserError(
+                f"--out {run_dir} already holds a run (--resume {run_dir} continues it; --out NEW starts another)"
+            )
     config["out"] = str(run_dir)
     Trainer(config, get_registry(), run_dir, resume=bool(resume_dir)).run()

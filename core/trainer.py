@@ -53,6 +53,12 @@ def resolve_tasks(registry: Any, spec: str, templates: dict[str, str]) -> list[T
     return tasks
 
 
+#: below this KL (nats per token) the policy counts as equal to the reference (float noise is ~1e-8)
+IDLE_KL = 1e-6
+#: consecutive steps without any reward difference in any group before the run warns about it
+NO_SIGNAL_WARNING = 5
+
+
 class Trainer:
     def __init__(self, config: dict[str, Any], registry: Any, out: Path, resume: bool = False) -> None:
         from accelerate import Accelerator
@@ -160,7 +166,9 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.accelerator.backward(loss)
             grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.optimizer.step()
+            idle = self._nothing_to_learn(advantages, stats.get("kl", 0.0))
+            if not idle:
+                self.optimizer.step()
         t_end = time.perf_counter()
         all_rewards = self.accelerator.gather(rewards)
         metrics = {
@@ -169,6 +177,7 @@ class Trainer:
             "kl": stats.get("kl", 0.0),
             "clip_fraction": stats["clip_fraction"],
             "grad_norm": float(grad_norm),
+            "update_skipped": idle,
             "reward": all_rewards.mean().item(),
             "reward_std": all_rewards.std().item() if all_rewards.numel() > 1 else 0.0,
             "zero_std_groups": zero_std_fraction(rewards, G),
@@ -183,6 +192,16 @@ class Trainer:
         if step % c["log_completions_every"] == 0:
             logged = self._completion_rows(step + 1, batch, prompts, rollout.texts, totals, components)
         return metrics, logged
+
+    def _nothing_to_learn(self, advantages: torch.Tensor, kl: float) -> bool:
+        """True when no process has a reward difference in any group and the policy still equals the reference.
+
+        The gradient is then float noise (policy and reference forwards differ by ~1e-7), and Adam would scale
+        it to a full-size random step: the update is skipped. Decided over all processes, so DDP ranks agree.
+        """
+        local = torch.tensor([advantages.abs().max().item() if advantages.numel() else 0.0, abs(kl)])
+        signal, kl_all = self.accelerator.gather(local.to(self.accelerator.device)).view(-1, 2).max(0).values.tolist()
+        return signal == 0.0 and kl_all < IDLE_KL
 
     def _completion_rows(self, step, batch, prompts, texts, totals, components) -> list[dict[str, Any]]:
         G = self.config["group_size"]
@@ -239,11 +258,18 @@ class Trainer:
             if self.main:
                 io.atomic_write_text(eval_path, json.dumps(results, indent=2))
         names = ",".join(t.name for t in self.tasks)
+        flat_steps = 0  # consecutive steps where every group's rollouts got equal rewards
         with progress() as bar:
             tid = bar.add_task(f"GRPO {names}", total=c["steps"], completed=self.step, status="")
             while self.step < c["steps"]:
                 metrics, rows = self.train_step(self.step)
                 self.step += 1
+                flat_steps = flat_steps + 1 if metrics["zero_std_groups"] == 1.0 else 0
+                if flat_steps == NO_SIGNAL_WARNING and self.main:
+                    console.print(
+                        f"warning: for {flat_steps} steps every group's rollouts got equal rewards, so GRPO has "
+                        f"nothing to learn from (can the model answer in this task's format? see completions.jsonl)"
+                    )
                 if self.main:
                     io.append_jsonl(self.out / "metrics.jsonl", metrics)
                     for row in rows:

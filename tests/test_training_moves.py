@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from helpers import make_dist, run_cli
 
 pytestmark = pytest.mark.slow
@@ -46,3 +47,34 @@ def test_reward_rises_and_kl_grows_from_zero(tmp_path, plugin_dir, small_model):
     assert rows[0]["kl"] == pytest.approx(0.0, abs=1e-6) and rows[-1]["kl"] > 0  # policy left the reference
     lengths = [r["completion_length"] for r in rows]
     assert sum(lengths[-6:]) < sum(lengths[:6])  # and it did so by answering shorter, as rewarded
+
+
+CONSTANT_REWARD = """
+from perception_r1 import hookimpl
+
+@hookimpl
+def register_rewards(register):
+    register("constant.half", lambda completions, samples, **kw: [0.5 for _ in completions])
+"""
+
+
+def test_no_reward_difference_means_no_update(tmp_path, plugin_dir, small_model):
+    """Equal rewards in every group give GRPO nothing to learn: the weights must not drift on float noise."""
+    from safetensors.torch import load_file
+
+    from perception_r1.policy import Policy
+
+    make_dist(plugin_dir, "constant-reward", "constant_reward", CONSTANT_REWARD)
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG.replace("steps: 24", "steps: 5").replace("short.answer", "constant.half")
+                      .replace("checkpoint_every: 0", "checkpoint_every: 5"))  # fmt: skip
+    out = tmp_path / "run"
+    result = run_cli("run", "--config", str(config), "--model", str(small_model), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["zero_std_groups"] == 1.0 and r["update_skipped"] for r in rows)
+    assert "GRPO has nothing to learn from" in " ".join((result.stdout + result.stderr).split())  # told why
+    assert all(r["kl"] == pytest.approx(0.0, abs=1e-6) for r in rows)
+    start = Policy.load(small_model).model.state_dict()
+    end = load_file(out / "checkpoints" / "step-5" / "model.safetensors")
+    assert set(end) <= set(start) and all(torch.equal(start[k], end[k]) for k in end)
