@@ -40,13 +40,24 @@ def _fitting_font(draw: ImageDraw.ImageDraw, text: str, size: tuple[int, int]) -
         points -= 2
 
 
+def _layout(draw: ImageDraw.ImageDraw, text: str, size: tuple[int, int]) -> tuple[ImageFont.FreeTypeFont, float, float]:
+    """Font and origin that centre ``text`` in an image of ``size``."""
+    font = _fitting_font(draw, text, size)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    return font, (size[0] - (right - left)) / 2 - left, (size[1] - (bottom - top)) / 2 - top
+
+
 def render_text(text: str, size: tuple[int, int] = DEFAULT_SIZE) -> Image.Image:
     """``text`` centred in black on a white RGB image of ``size`` (w, h)."""
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
-    font = _fitting_font(draw, text, size)
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-    x = (size[0] - (right - left)) / 2 - left
-    y = (size[1] - (bottom - top)) / 2 - top
+    font, x, y = _layout(draw, text, size)
     draw.text((x, y), text, fill="black", font=font)
     return image
+
+
+def char_spans(text: str, size: tuple[int, int] = DEFAULT_SIZE) -> list[tuple[str, float, float]]:
+    """``(character, x_start, x_end)`` in pixels for each character of ``render_text(text, size)``."""
+    draw = ImageDraw.Draw(Image.new("RGB", size))
+    font, x, _ = _layout(draw, text, size)
+    return [(c, x + font.getlength(text[:i]), x + font.getlength(text[: i + 1])) for i, c in enumerate(text)]
