@@ -36,6 +36,8 @@ SUPPORTED = {
 # Chat-control tokens are stripped from decoded completions; box/ref tokens are kept only if the
 # tokenizer does not mark them special (Qwen marks them special, so they are stripped like in the paper's code).
 _CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
+#: the processor outputs with one row per prompt (or completion) and a token axis
+_TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
 
 class PerceptionProcessor(Qwen2VLProcessor):
@@ -266,6 +268,14 @@ class Policy:
             features.pooler_output = tuple(f for f in features.pooler_output for _ in range(group_size))
         return features
 
+    def _each_prompt_once(self, model, prompt_inputs: Mapping[str, torch.Tensor], group_size: int) -> dict[str, Any]:
+        """Model inputs for the first row of each group of ``group_size`` rows: every prompt and image once."""
+        once: dict[str, Any] = {k: prompt_inputs[k][::group_size] for k in _TEXT_KEYS if k in prompt_inputs}
+        if "pixel_values" in prompt_inputs:
+            once["image_grid_thw"] = prompt_inputs["image_grid_thw"][::group_size]
+            once["mm_encoder_outputs"] = {"image": self.image_features(model, prompt_inputs, group_size, repeat=False)}
+        return once
+
     # -- sampling --------------------------------------------------------------------------------
     @torch.no_grad()
     def generate(
@@ -318,7 +328,8 @@ class Policy:
         sampler_logprobs = None
         if return_logprobs:
             scores = torch.stack(out.scores, dim=1).float()  # (N, T, V) logits after temperature
-            scores = scores.repeat_interleave(num_generations // expand, dim=0)
+            if expand < num_generations:
+                scores = scores.repeat_interleave(num_generations // expand, dim=0)
             sampler_logprobs = scores.log_softmax(-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
             sampler_logprobs = sampler_logprobs * mask
         return Rollout(inputs, completion_ids, mask, self.decode(completion_ids, mask), num_generations, sampler_logprobs)
@@ -330,10 +341,8 @@ class Policy:
         repeated G times, starts the decoding of the G rows. The forward also leaves the rows' M-RoPE
         offsets on the model, which decoding steps read; they are repeated for the G rows like the cache.
         """
-        head = {k: v[:, :-1] for k, v in inputs.items() if k in ("input_ids", "attention_mask", "mm_token_type_ids")}
-        if "pixel_values" in inputs:
-            head["image_grid_thw"] = inputs["image_grid_thw"]
-            head["mm_encoder_outputs"] = {"image": self.image_features(self.model, inputs, 1)}
+        head = self._each_prompt_once(self.model, inputs, 1)
+        head.update({k: head[k][:, :-1] for k in _TEXT_KEYS if k in head})  # the last token starts decoding
         cache = self.model(**head, use_cache=True, logits_to_keep=1).cache
         cache.batch_repeat_interleave(g)
         base = self.model.model  # generate continues from the rope offsets of "an earlier call": one per row
@@ -411,11 +420,7 @@ class Policy:
         """
         p, ids, g = rollout.prompt_inputs, rollout.completion_ids, rollout.num_generations
         inner = getattr(model, "module", model)  # the prompt pass goes around DDP: one wrapped forward per step
-        prompt = {k: p[k][::g] for k in ("input_ids", "attention_mask", "mm_token_type_ids") if k in p}
-        if "pixel_values" in p:
-            prompt["image_grid_thw"] = p["image_grid_thw"][::g]
-            prompt["mm_encoder_outputs"] = {"image": self.image_features(model, p, g, repeat=False)}
-        head = inner(**prompt, use_cache=True, logits_to_keep=1)  # use_cache: never with gradient checkpointing
+        head = inner(**self._each_prompt_once(model, p, g), use_cache=True, logits_to_keep=1)  # use_cache: never with gradient checkpointing
         first = head.logits[:, -1:].repeat_interleave(g, dim=0)  # predicts completion token 0
         if ids.shape[1] == 1:  # one-token completions: nothing runs on the cache
             return first
@@ -450,7 +455,7 @@ def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> tor
 def _repeat_rows(inputs: dict[str, Any], g: int) -> dict[str, Any]:
     """Each prompt's text rows and image grid G times in a row; ``pixel_values`` (each image once) unchanged."""
     out = dict(inputs)
-    for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw"):
+    for key in (*_TEXT_KEYS, "image_grid_thw"):
         if key in out:
             out[key] = out[key].repeat_interleave(g, dim=0)
     return out

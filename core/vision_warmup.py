@@ -73,7 +73,7 @@ def warm_up(
     losses = []
     for step in range(steps):
         inputs, targets = _batch(policy, rng, batch_size)
-        features = model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"], return_dict=True)
+        features = policy.image_features(model, inputs, 1, repeat=False)
         logits = head(torch.cat(features.pooler_output))  # (tokens, 26)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
         optimizer.zero_grad(set_to_none=True)
