@@ -113,19 +113,35 @@ def _json_block(text: str) -> str:
     return body
 
 
+def _bare_json(text: str) -> Any:
+    """An unfenced JSON list that holds ``` inside a string (a label), parsed whole; else None.
+
+    Without this the first ``` inside such a label was taken for a code fence and the answer broke.
+    """
+    stripped = text.strip()
+    if not stripped.startswith("[") or FENCE not in stripped:
+        return None
+    try:
+        return json.loads(stripped, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None  # not whole JSON: a fenced block inside is tried as before
+
+
 def parse_objects(text: str, max_objects: int = DEFAULT_MAX_OBJECTS) -> Objects:
     """Completion -> :class:`Objects`; ParseError when it is not a list of ``{"bbox_2d", "label"}``."""
     if not isinstance(text, str):
         raise ParseError("completion is not text")
     if len(text) > MAX_TEXT_CHARS:
         raise ParseError(f"answer longer than {MAX_TEXT_CHARS} characters")
-    block = _json_block(text).strip()
-    if not block:
-        raise ParseError("empty answer")
-    try:
-        data = json.loads(block, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ParseError(f"not valid JSON ({type(exc).__name__})") from None
+    data = _bare_json(text)
+    if data is None:
+        block = _json_block(text).strip()
+        if not block:
+            raise ParseError("empty answer")
+        try:
+            data = json.loads(block, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            raise ParseError(f"not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, list):
         raise ParseError("answer is not a JSON list")
     if len(data) > max_objects:

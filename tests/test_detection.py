@@ -125,6 +125,14 @@ def test_parse_round_trips(objects, fenced: bool) -> None:
     assert parsed.labels == [" ".join(lab.lower().split()) for _, lab in objects]
 
 
+def test_a_label_holding_backticks_is_not_taken_for_a_code_fence() -> None:
+    """Found by test_parse_round_trips: an unfenced answer whose label contains ``` parses whole."""
+    parsed = parse_objects(answer([([0, 0, 0, 0], "```"), ([0, 0, 0, 0], "0")]))
+    assert parsed.labels == ["```", "0"] and parsed.boxes.shape == (2, 4)
+    fenced = parse_objects('noise [1] ```json\n[{"bbox_2d": [1, 2, 3, 4], "label": "cat"}]\n```')
+    assert fenced.labels == ["cat"]  # text around a real fence still reads the fence
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet='[]{}",:0123456789.-eE bbox_2dlabelcat`json\n', max_size=200))
 def test_parse_is_total(text: str) -> None:
