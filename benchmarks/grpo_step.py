@@ -104,10 +104,10 @@ def instrument(timers: Timers, model: Any) -> None:
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    import perception_r1.trainer as trainer_module
-    from perception_r1.config import resolve
+    import perception_r1.train.trainer as trainer_module
     from perception_r1.registry import get_registry
-    from perception_r1.trainer import Trainer
+    from perception_r1.train.config import resolve
+    from perception_r1.train.trainer import Trainer
 
     torch.manual_seed(0)
     config = resolve(overrides={
@@ -154,8 +154,8 @@ def run_trl(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
     import transformers
     from trl import GRPOConfig, GRPOTrainer
 
-    from perception_r1.data import synthetic_samples
-    from perception_r1.policy import Policy
+    from perception_r1.data.synthetic import synthetic_samples
+    from perception_r1.model.policy import Policy
     from perception_r1.registry import get_registry
 
     transformers.utils.logging.set_verbosity_error()
@@ -251,7 +251,7 @@ def main() -> None:
 
     from _common import machine, table
 
-    from perception_r1.policy import Policy
+    from perception_r1.model.policy import Policy
 
     print(f"machine: {machine()}")
     if args.model is None:  # one saved copy, so both sides start from identical weights

@@ -22,8 +22,8 @@ import time
 import torch
 from _common import machine, table
 
-from perception_r1.data import synthetic_samples
-from perception_r1.policy import Policy
+from perception_r1.data.synthetic import synthetic_samples
+from perception_r1.model.policy import Policy
 from perception_r1.registry import get_registry
 
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from perception_r1 import io
-from perception_r1.data import synthetic_samples
-from perception_r1.evaluation import record_of
+from perception_r1.data import io
+from perception_r1.data.synthetic import synthetic_samples
+from perception_r1.evaluate.evaluation import record_of
+from perception_r1.evaluate.report import PREDICTION, TRUTH, write_report
 from perception_r1.registry import get_registry
-from perception_r1.report import PREDICTION, TRUTH, write_report
 
 SHIFT = 12.0
 

@@ -34,7 +34,7 @@ def plugin_dir(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def small_model(tmp_path_factory):
     """A very small tiny-Qwen2-VL directory built from a config (seconds), for fast end-to-end runs."""
-    from perception_r1.tiny import TinyConfig, build_tiny
+    from perception_r1.model.tiny import TinyConfig, build_tiny
 
     cfg = TinyConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                      num_key_value_heads=1, vision_embed_dim=32, vision_heads=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from perception_r1.errors import UserError
-from perception_r1.policy import Policy
+from perception_r1.model.policy import Policy
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from perception_r1 import checkpoint
+from perception_r1.train import checkpoint
 
 
 def _model_and_optimizer():

@@ -6,9 +6,15 @@ import math
 
 import pytest
 
-from perception_r1 import config as cfg
 from perception_r1.errors import UserError
-from perception_r1.rewards import RewardError, WeightedReward, component_means, parse_reward_flags, score
+from perception_r1.train import config as cfg
+from perception_r1.train.rewards import (
+    RewardError,
+    WeightedReward,
+    component_means,
+    parse_reward_flags,
+    score,
+)
 
 
 def test_defaults_follow_the_paper():

@@ -12,9 +12,9 @@ import pytest
 from helpers import run_cli
 from PIL import Image
 
-from perception_r1.cli_eval import write_eval_dir
-from perception_r1.data import synthetic_samples
-from perception_r1.evaluation import evaluate_policy
+from perception_r1.cli.eval import write_eval_dir
+from perception_r1.data.synthetic import synthetic_samples
+from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.registry import get_registry
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from perception_r1.grpo import (
+from perception_r1.train.grpo import (
     aggregate,
     clipped_surrogate,
     group_advantages,

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from perception_r1 import launch
-from perception_r1.launch import Request, requested, single_process_cpu_launch, torchrun_command
+from perception_r1.train import launch
+from perception_r1.train.launch import Request, requested, single_process_cpu_launch, torchrun_command
 
 ACCELERATE_CPU = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
 

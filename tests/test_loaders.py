@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from perception_r1.data.loaders import load_samples
 from perception_r1.errors import UserError
-from perception_r1.loaders import load_samples
 from perception_r1.registry import get_registry
 
 

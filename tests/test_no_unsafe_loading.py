@@ -9,9 +9,9 @@ import shutil
 import pytest
 import torch
 
-from perception_r1 import checkpoint
 from perception_r1.errors import UserError
-from perception_r1.policy import Policy
+from perception_r1.model.policy import Policy
+from perception_r1.train import checkpoint
 
 
 class _Payload:

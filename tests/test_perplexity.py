@@ -8,8 +8,8 @@ import math
 import pytest
 from helpers import run_cli
 
-from perception_r1.data import synthetic_samples
-from perception_r1.perplexity import format_big, perplexity
+from perception_r1.data.synthetic import synthetic_samples
+from perception_r1.evaluate.perplexity import format_big, perplexity
 from perception_r1.registry import get_registry
 
 

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from perception_r1.errors import UserError
-from perception_r1.policy import DEFAULT_MODEL, Policy, completion_mask
-from perception_r1.tiny import TinyConfig, build_tiny
+from perception_r1.model.policy import DEFAULT_MODEL, Policy, completion_mask
+from perception_r1.model.tiny import TinyConfig, build_tiny
 
 CORPUS = ["Output the bounding box of the red circle in the image.", "(120,340),(560,780)", "How many squares? 3"]
 SMALL = TinyConfig(vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -237,7 +237,7 @@ def qwen25_dir(tmp_path_factory):
     preprocessor_config.json with min/max_pixels, chat_template.json, no processor_config.json."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-    from perception_r1.tiny import CHAT_TEMPLATE, build_tokenizer
+    from perception_r1.model.tiny import CHAT_TEMPLATE, build_tokenizer
 
     path = tmp_path_factory.mktemp("qwen25")
     tok = build_tokenizer(CORPUS, vocab_size=400)

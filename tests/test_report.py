@@ -12,12 +12,12 @@ import pytest
 from helpers import run_cli
 from PIL import Image
 
-from perception_r1 import io as pio
-from perception_r1.data import synthetic_samples
+from perception_r1.data import io as pio
+from perception_r1.data.synthetic import synthetic_samples
 from perception_r1.errors import UserError
-from perception_r1.evaluation import record_of
+from perception_r1.evaluate.evaluation import record_of
+from perception_r1.evaluate.report import PREDICTION, TRUTH, VIEW, Shapes, build_report, draw, write_report
 from perception_r1.registry import get_registry
-from perception_r1.report import PREDICTION, TRUTH, VIEW, Shapes, build_report, draw, write_report
 
 
 def _pngs(page):

@@ -11,9 +11,9 @@ from PIL import Image
 
 from perception_r1.cli import main
 from perception_r1.contract import Task
-from perception_r1.policy import Policy
-from perception_r1.sft import answer_loss, sft, sft_batch
-from perception_r1.tiny import TinyConfig, build_tiny
+from perception_r1.model.policy import Policy
+from perception_r1.model.tiny import TinyConfig, build_tiny
+from perception_r1.train.sft import answer_loss, sft, sft_batch
 
 COLORS = {"red": (255, 0, 0), "green": (0, 160, 0), "blue": (0, 0, 255), "white": (255, 255, 255)}
 SMALL = TinyConfig(vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from perception_r1.cli import main
+from perception_r1.cli.newplugin import create_plugin, find_template
 from perception_r1.errors import UserError
-from perception_r1.newplugin import create_plugin, find_template
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "plugins" / "template"

@@ -62,7 +62,7 @@ def test_no_reward_difference_means_no_update(tmp_path, plugin_dir, small_model)
     """Equal rewards in every group give GRPO nothing to learn: the weights must not drift on float noise."""
     from safetensors.torch import load_file
 
-    from perception_r1.policy import Policy
+    from perception_r1.model.policy import Policy
 
     make_dist(plugin_dir, "constant-reward", "constant_reward", CONSTANT_REWARD)
     config = tmp_path / "run.yaml"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from perception_r1.model.vision_warmup import LETTERS, letter_targets, warm_up
 from perception_r1.tasks.text_render import char_spans, render_text
-from perception_r1.vision_warmup import LETTERS, letter_targets, warm_up
 
 
 def test_char_spans_follow_the_rendered_ink():
@@ -27,7 +27,7 @@ def test_letter_targets_mark_the_columns_a_letter_covers():
 
 
 def test_warm_up_trains_the_vision_tower_only(small_model):
-    from perception_r1.policy import Policy
+    from perception_r1.model.policy import Policy
 
     policy = Policy.load(small_model)
     before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}

@@ -84,7 +84,7 @@ class TinyConfig:
 
 def task_corpus(n_per_task: int = 64, seed: int = 0) -> list[str]:
     """Prompts and rendered answers of every registered task's synthetic samples, in the default space."""
-    from perception_r1.data import synthetic_samples
+    from perception_r1.data.synthetic import synthetic_samples
     from perception_r1.registry import get_registry
 
     texts: list[str] = []
@@ -184,7 +184,7 @@ def build_tiny(
     import torch
     from transformers import Qwen2VLImageProcessorPil
 
-    from perception_r1.policy import Policy, make_processor
+    from perception_r1.model.processor import make_processor, save_model_dir
 
     cfg = cfg or TinyConfig()
     corpus = task_corpus() if corpus is None else corpus
@@ -194,12 +194,12 @@ def build_tiny(
     processor = make_processor(image_processor, tokenizer)
     model = build_model(tokenizer, cfg)
     out = Path(out_dir)
-    Policy(model, processor, name="tiny").save(out)
+    save_model_dir(model, processor, out)
     (out / "tiny_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     return out
 
 
-if __name__ == "__main__":  # python -m perception_r1.tiny OUT_DIR  (corpus: the registered tasks)
+if __name__ == "__main__":  # python -m perception_r1.model.tiny OUT_DIR  (corpus: the registered tasks)
     import sys
 
     print(build_tiny(sys.argv[1]))

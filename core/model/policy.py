@@ -19,14 +19,18 @@ from typing import Any
 
 import torch
 from PIL import Image
-from transformers import ProcessorMixin
-from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
 
 from perception_r1.errors import UserError
+from perception_r1.model.processor import (
+    PerceptionProcessor,
+    make_processor,
+    read_chat_template,
+    save_model_dir,
+)
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "tiny-base"
 # model_type -> (model class name in transformers, coordinate space the model answers in)
 SUPPORTED = {
@@ -35,35 +39,8 @@ SUPPORTED = {
 }
 # Chat-control tokens are stripped from decoded completions; box/ref tokens are kept only if the
 # tokenizer does not mark them special (Qwen marks them special, so they are stripped like in the paper's code).
-_CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 #: the processor outputs with one row per prompt (or completion) and a token axis
 _TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
-
-
-class PerceptionProcessor(Qwen2VLProcessor):
-    """Qwen2-VL's processor for images and text only: no video processor, so no torchvision needed."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-
-def make_processor(image_processor, tokenizer, chat_template: str | None = None) -> PerceptionProcessor:
-    template = chat_template or getattr(tokenizer, "chat_template", None)
-    tokenizer.padding_side = "left"  # generation appends on the right
-    return PerceptionProcessor(image_processor, tokenizer, chat_template=template)
-
-
-def _read_chat_template(path: Path) -> str | None:
-    jinja, as_json = (path / f for f in _CHAT_TEMPLATE_FILES)
-    if jinja.is_file():
-        return jinja.read_text()
-    if as_json.is_file():
-        return json.loads(as_json.read_text()).get("chat_template")
-    return None
 
 
 @dataclass
@@ -110,7 +87,7 @@ class Policy:
         if path is None:
             if not (DEFAULT_MODEL / "config.json").is_file():
                 log.warning("embedded model %s is missing: building a fresh, untrained tiny model", DEFAULT_MODEL)
-                from perception_r1.tiny import build_tiny
+                from perception_r1.model.tiny import build_tiny
 
                 path = build_tiny(Path(tempfile.mkdtemp(prefix="perception-r1-tiny-")))
             else:
@@ -142,7 +119,7 @@ class Policy:
             image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise UserError(f"'{path}': cannot load the tokenizer/image processor ({exc})".replace("\n", " ")) from exc
-        template = _read_chat_template(path) or getattr(tokenizer, "chat_template", None)
+        template = read_chat_template(path) or getattr(tokenizer, "chat_template", None)
         if not template:
             raise UserError(f"'{path}' has no chat template (chat_template.jinja/json or in tokenizer_config.json)")
         processor = make_processor(image_processor, tokenizer, template)
@@ -164,21 +141,7 @@ class Policy:
 
         ``dtype`` (e.g. ``torch.bfloat16``) stores a smaller copy without touching the live model.
         """
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        model = self.model
-        if dtype is not None and dtype != next(model.parameters()).dtype:
-            import copy
-
-            model = copy.deepcopy(model).to(dtype)
-        model.save_pretrained(out)
-        self.processor.save_pretrained(out)
-        self.processor.image_processor.save_pretrained(out)  # preprocessor_config.json, as real checkpoints ship
-        (out / "chat_template.jinja").write_text(self.processor.chat_template)
-        return out
+        return save_model_dir(self.model, self.processor, out_dir, dtype)
 
     @property
     def device(self) -> torch.device:

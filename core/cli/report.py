@@ -10,6 +10,6 @@ import click
 def command(run_dir: str) -> None:
     """Write RUN_DIR/report.html: reward curves, per-component rewards, zero-std groups, KL, completion
     length, metrics, and a gallery of answers (truth in green, prediction in magenta), best and worst first."""
-    from perception_r1.report import write_report
+    from perception_r1.evaluate.report import write_report
 
     click.echo(str(write_report(run_dir)))

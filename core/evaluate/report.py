@@ -8,7 +8,7 @@ Reads what the trainer and `eval` write (every file optional, at least one neede
 
 Images are not stored with the records. The gallery gets them (1) from the record's ``image_path``, or
 (2) for synthetic samples, by regenerating the sample from its id ``<task>-<split>-<seed>-<index>`` with
-:func:`perception_r1.data.synthetic_samples`, accepted only if the regenerated ground truth equals the
+:func:`perception_r1.data.synthetic.synthetic_samples`, accepted only if the regenerated ground truth equals the
 record's; (3) else the boxes are drawn on a blank canvas of ``image_size``. Ground truth is drawn in
 green, the prediction in magenta. Charts are matplotlib PNGs (Agg backend); every picture is inlined as
 base64, so the page is one file. All text from files (model output included) is HTML-escaped.
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from perception_r1 import io as pio
 from perception_r1.contract import ParseError, Task
+from perception_r1.data import io as pio
 
 TRUTH, PREDICTION = (20, 200, 60), (230, 0, 200)
 #: gallery pictures are scaled so their longer side is this many pixels
@@ -143,7 +143,7 @@ class Images:
         match = _SYNTHETIC_ID.match(sample_id or "")
         if not match or match["task"] != task.name:
             return None, "image not stored"
-        from perception_r1.data import synthetic_samples
+        from perception_r1.data.synthetic import synthetic_samples
 
         key, index = (task.name, match["split"], int(match["seed"])), int(match["index"])
         cached = self._synthetic.get(key, [])
@@ -320,7 +320,7 @@ code{font-size:11px;background:#f6f6f6}
 def build_report(run_dir: str | Path) -> str:
     """The report of ``run_dir`` as one HTML string."""
     from perception_r1.errors import UserError
-    from perception_r1.perplexity import format_big, perplexity
+    from perception_r1.evaluate.perplexity import format_big, perplexity
 
     root = Path(run_dir)
     if not root.is_dir() or not any((root / f).is_file() for f in KNOWN_FILES):

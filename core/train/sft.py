@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import click
 import torch
 
 from perception_r1.contract import ParseError, Task
@@ -22,7 +20,7 @@ from perception_r1.errors import UserError
 
 def sft_batch(policy, tasks: Sequence[Task], batch_size: int, step: int, seed: int) -> tuple[list, list[Task]]:
     """``batch_size`` prepared samples of mixed tasks for ``step``: a pure function of (seed, step)."""
-    from perception_r1.data import synthetic_samples
+    from perception_r1.data.synthetic import synthetic_samples
 
     rng = random.Random(seed * 1_000_003 + step)
     chosen = [tasks[(step * batch_size + i) % len(tasks)] for i in range(batch_size)]
@@ -94,8 +92,8 @@ def format_report(
     policy, tasks: Sequence[Task], n: int = 64, batch_size: int = 16, max_new_tokens: int = 160
 ) -> dict[str, dict[str, float]]:
     """Per task, on ``n`` held-out synthetic samples: fraction of greedy answers that parse + the task's metrics."""
-    from perception_r1.data import synthetic_samples
-    from perception_r1.evaluation import evaluate_policy
+    from perception_r1.data.synthetic import synthetic_samples
+    from perception_r1.evaluate.evaluation import evaluate_policy
 
     report = {}
     for task in tasks:
@@ -110,58 +108,3 @@ def format_report(
                 pass
         report[task.name] = {"parse_rate": parsed / len(records), **metrics}
     return report
-
-
-def _resolve_tasks(spec: str) -> list[Task]:
-    from perception_r1.registry import get_registry
-
-    registry = get_registry()
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    if names == ["all"]:
-        names = sorted(registry.tasks)
-    unknown = [n for n in names if n not in registry.tasks]
-    if unknown or not names:
-        raise UserError(f"unknown task '{','.join(unknown)}' (installed: {', '.join(sorted(registry.tasks)) or 'none'})")
-    return [registry.tasks[n] for n in names]
-
-
-@click.command("sft")
-@click.option("--task", "task_spec", required=True, help="Task(s) to fine-tune on, mixed: a,b,c (or 'all').")
-@click.option("--model", type=click.Path(), help="Local model directory (default: the embedded tiny model).")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory to save the fine-tuned model.")
-@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--log-every", type=click.IntRange(min=1), default=10, show_default=True, help="Print the loss every N steps.")
-@click.option("--eval-samples", type=click.IntRange(min=0), default=0, show_default=True,
-              help="After training: greedy parse rate and task metrics on N held-out samples per task.")
-@click.option("--save-dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
-def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_samples, save_dtype, threads) -> None:
-    """Supervised fine-tuning on the tasks' rendered answers (synthetic data), saved to --out."""
-    from perception_r1.display import console, metrics_table, print_table
-    from perception_r1.policy import Policy
-
-    if threads:
-        torch.set_num_threads(threads)
-    tasks = _resolve_tasks(task_spec)
-    policy = Policy.load(model)
-    click.echo(f"sft {policy.name} on {', '.join(t.name for t in tasks)}: {steps} steps x {batch_size}, lr {lr:g}")
-    start = time.perf_counter()
-    window: list[float] = []
-
-    def log(step: int, loss: float) -> None:
-        window.append(loss)
-        if step % log_every == 0 or step == steps:
-            mean = sum(window) / len(window)
-            window.clear()
-            click.echo(f"step {step:>5}/{steps}  loss {mean:.4f}  {time.perf_counter() - start:7.1f}s")
-
-    sft(policy, tasks, steps, batch_size=batch_size, lr=lr, seed=seed, log=log)
-    saved = policy.save(out, dtype=getattr(torch, save_dtype))
-    click.echo(f"saved {saved}")
-    if eval_samples:
-        with console.status("evaluating"):
-            report = format_report(policy, tasks, n=eval_samples)
-        print_table(metrics_table(report, title=f"greedy, {eval_samples} held-out samples per task"))

@@ -41,8 +41,8 @@ import jsonschema
 from PIL import Image
 
 from perception_r1.contract import Task
+from perception_r1.data.io import read_jsonl
 from perception_r1.errors import UserError
-from perception_r1.io import read_jsonl
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 

@@ -6,10 +6,10 @@ import json
 
 import click
 
+from perception_r1.data.io import write_jsonl
 from perception_r1.display import metrics_table, print_table
-from perception_r1.io import write_jsonl
+from perception_r1.evaluate.scoring import load_records, score_records
 from perception_r1.registry import get_registry
-from perception_r1.scoring import load_records, score_records
 
 
 @click.command("score")

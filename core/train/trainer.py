@@ -18,15 +18,16 @@ from typing import Any
 
 import torch
 
-from perception_r1 import checkpoint, io
-from perception_r1.config import dump_yaml
 from perception_r1.contract import ParseError, Task
-from perception_r1.data import synthetic_samples
+from perception_r1.data import io
+from perception_r1.data.synthetic import synthetic_samples
 from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
-from perception_r1.evaluation import evaluate_policy
-from perception_r1.grpo import group_advantages, grpo_loss, zero_std_fraction
-from perception_r1.rewards import build_rewards, component_means, score
+from perception_r1.evaluate.evaluation import evaluate_policy
+from perception_r1.train import checkpoint
+from perception_r1.train.config import dump_yaml
+from perception_r1.train.grpo import group_advantages, grpo_loss, zero_std_fraction
+from perception_r1.train.rewards import build_rewards, component_means, score
 
 EVAL_SEED = 0  # the held-out set is the same for every run, whatever its --seed, so runs compare
 
@@ -63,7 +64,7 @@ class Trainer:
     def __init__(self, config: dict[str, Any], registry: Any, out: Path, resume: bool = False) -> None:
         from accelerate import Accelerator
 
-        from perception_r1.policy import Policy
+        from perception_r1.model.policy import Policy
 
         self.config = config
         self.out = out
@@ -94,7 +95,7 @@ class Trainer:
 
     # -- data ----------------------------------------------------------------------------------
     def _load_data(self, task: Task) -> dict[str, list[dict[str, Any]]]:
-        from perception_r1.loaders import load_samples  # knows the paper's upstream formats
+        from perception_r1.data.loaders import load_samples  # knows the paper's upstream formats
 
         pools = {split: load_samples(task, self.config["data"], split).samples for split in ("train", "val")}
         for split, pool in pools.items():
@@ -287,7 +288,7 @@ class Trainer:
             if results["before"]:
                 print_table(metrics_table({"before": results["before"], "after": results["after"]},
                                           title=f"held-out {names} ({c['eval_samples']} samples)"))
-            from perception_r1.report import write_report
+            from perception_r1.evaluate.report import write_report
 
             console.print(f"report: {write_report(self.out)}")
             console.print(f"run directory: {self.out}")

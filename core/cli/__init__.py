@@ -46,7 +46,7 @@ def tasks() -> None:
 
 def _register_commands() -> None:
     # Commands with heavy imports (torch, transformers) live in their own modules and import lazily.
-    from perception_r1 import commands
+    from perception_r1.cli import commands
 
     for command in commands.ALL:
         cli.add_command(command)

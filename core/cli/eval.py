@@ -25,8 +25,9 @@ def write_eval_dir(
     metrics: dict[str, float], records: list[dict[str, Any]],
 ) -> None:
     """predictions.jsonl (re-scorable by `perception-r1 score`), metrics.json and report.html in ``out_dir``."""
-    from perception_r1 import io, paper_results
-    from perception_r1.report import write_report
+    from perception_r1.data import io
+    from perception_r1.evaluate import paper_results
+    from perception_r1.evaluate.report import write_report
 
     out = Path(out_dir)
     paper = paper_results.lookup(task_name, benchmark)
@@ -62,13 +63,13 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
     """
     import torch
 
-    from perception_r1 import paper_results
-    from perception_r1.data import synthetic_samples
+    from perception_r1.data.loaders import load_samples
+    from perception_r1.data.synthetic import synthetic_samples
     from perception_r1.display import progress
     from perception_r1.errors import UserError
-    from perception_r1.evaluation import evaluate_policy
-    from perception_r1.loaders import load_samples
-    from perception_r1.policy import Policy
+    from perception_r1.evaluate import paper_results
+    from perception_r1.evaluate.evaluation import evaluate_policy
+    from perception_r1.model.policy import Policy
     from perception_r1.registry import get_registry
 
     if threads:
@@ -89,7 +90,7 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
     with progress() as bar, torch.no_grad():
         tid = bar.add_task(f"eval {task_name}", total=len(samples), status="")
         if max_new_tokens is None:  # the same defaults as `run`, so eval and training agree
-            from perception_r1.config import PAPER_MAX_NEW_TOKENS, TINY_MAX_NEW_TOKENS
+            from perception_r1.train.config import PAPER_MAX_NEW_TOKENS, TINY_MAX_NEW_TOKENS
 
             max_new_tokens = PAPER_MAX_NEW_TOKENS if model else TINY_MAX_NEW_TOKENS
         metrics, records = evaluate_policy(policy, task, samples, batch_size, max_new_tokens,

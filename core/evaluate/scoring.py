@@ -8,8 +8,8 @@ from typing import Any
 import jsonschema
 
 from perception_r1.contract import COORD_SPACES, Task
+from perception_r1.data.io import read_jsonl
 from perception_r1.errors import UserError
-from perception_r1.io import read_jsonl
 
 REQUIRED = ("completion", "image_size", "solution")
 

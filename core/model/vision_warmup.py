@@ -7,7 +7,7 @@ covers, through a linear head that is thrown away afterwards. Only the vision to
 train; the language model is not touched. Afterwards ``perception-r1 sft`` teaches the language model to
 use what the tower now sees.
 
-    python -m perception_r1.vision_warmup MODEL_DIR OUT_DIR --steps 1000
+    python -m perception_r1.model.vision_warmup MODEL_DIR OUT_DIR --steps 1000
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def warm_up(
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def main(model_dir: str, out_dir: str, steps: int, lr: float, seed: int) -> None:
     """Warm up MODEL_DIR's vision tower on letter presence; save the model to OUT_DIR."""
-    from perception_r1.policy import Policy
+    from perception_r1.model.policy import Policy
 
     policy = Policy.load(model_dir)
     start = time.perf_counter()

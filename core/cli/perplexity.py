@@ -7,8 +7,8 @@ import math
 
 import click
 
-from perception_r1.paper_results import PERPLEXITY
-from perception_r1.perplexity import format_big, perplexity
+from perception_r1.evaluate.paper_results import PERPLEXITY
+from perception_r1.evaluate.perplexity import format_big, perplexity
 
 
 @click.command("perplexity")
@@ -21,9 +21,9 @@ from perception_r1.perplexity import format_big, perplexity
 def command(task_name: str, data: str | None, split: str, limit: int | None, seed: int, as_json: bool) -> None:
     """Mean number of prediction-to-ground-truth matchings per sample: 1 for single-answer tasks
     (grounding, OCR), n! for n objects (counting, detection). RL gains most over SFT where it is high."""
-    from perception_r1.data import synthetic_samples
+    from perception_r1.data.loaders import load_samples
+    from perception_r1.data.synthetic import synthetic_samples
     from perception_r1.errors import UserError
-    from perception_r1.loaders import load_samples
     from perception_r1.registry import get_registry
 
     task = get_registry().task(task_name)

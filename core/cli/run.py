@@ -31,11 +31,11 @@ def command(task, model, data, config_file, out, steps, seed, reward_flags, eval
     With no options: the embedded tiny Qwen2-VL-architecture model on synthetic OCR data,
     about 20 seconds on two idle CPU cores.
     """
-    from perception_r1 import config as cfg
-    from perception_r1.launch import relaunch_if_needed
     from perception_r1.registry import get_registry
-    from perception_r1.rewards import parse_reward_flags
-    from perception_r1.trainer import Trainer
+    from perception_r1.train import config as cfg
+    from perception_r1.train.launch import relaunch_if_needed
+    from perception_r1.train.rewards import parse_reward_flags
+    from perception_r1.train.trainer import Trainer
 
     relaunch_if_needed((click.get_current_context().find_object(dict) or {}).get("argv", sys.argv[1:]))
     overrides = {

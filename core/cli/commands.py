@@ -3,6 +3,6 @@ heavy imports (torch, transformers) stay inside the command bodies so `--help` s
 
 from importlib import import_module
 
-MODULES: list[str] = ["cli_score", "cli_run", "newplugin", "sft", "cli_perplexity", "cli_eval", "cli_report"]
+MODULES: list[str] = ["score", "run", "newplugin", "sft", "perplexity", "eval", "report"]
 
-ALL = [import_module(f"perception_r1.{name}").command for name in MODULES]
+ALL = [import_module(f"perception_r1.cli.{name}").command for name in MODULES]
