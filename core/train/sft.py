@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from perception_r1.contract import ParseError, Task
+from perception_r1.data.prepare import prepare_sample
 from perception_r1.errors import UserError
 
 
@@ -32,7 +33,7 @@ def sft_batch(policy, tasks: Sequence[Task], batch_size: int, step: int, seed: i
         samples += [(task, s) for s in fresh]
     by_task = {t.name: [s for tt, s in samples if tt is t] for t in tasks}
     ordered = [by_task[t.name].pop() for t in chosen]
-    return [policy.prepare(s, t) for s, t in zip(ordered, chosen, strict=True)], chosen
+    return [prepare_sample(s, policy, t) for s, t in zip(ordered, chosen, strict=True)], chosen
 
 
 def answer_loss(policy, samples: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> torch.Tensor:
@@ -97,7 +98,7 @@ def format_report(
 
     report = {}
     for task in tasks:
-        samples = [policy.prepare(s, task) for s in synthetic_samples(task, "heldout", n)]
+        samples = [prepare_sample(s, policy, task) for s in synthetic_samples(task, "heldout", n)]
         metrics, records = evaluate_policy(policy, task, samples, batch_size=batch_size, max_new_tokens=max_new_tokens)
         parsed = 0
         for r in records:

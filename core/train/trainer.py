@@ -20,6 +20,7 @@ import torch
 
 from perception_r1.contract import ParseError, Task
 from perception_r1.data import io
+from perception_r1.data.prepare import prepare_sample
 from perception_r1.data.synthetic import synthetic_samples
 from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
@@ -126,7 +127,7 @@ class Trainer:
             samples += self.samples(task, "train", count, seed)
         by_task = {task.name: [s for s in samples if s["task"] == task.name] for task in self.tasks}
         ordered = [by_task[t.name].pop(0) for t in tasks]
-        return StepBatch([self.policy.prepare(s) for s in ordered], tasks)
+        return StepBatch([prepare_sample(s, self.policy) for s in ordered], tasks)
 
     def heldout(self, task: Task) -> list[dict[str, Any]]:
         return self.samples(task, "val", self.config["eval_samples"], EVAL_SEED)
