@@ -45,7 +45,7 @@ import numpy as np
 
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
 from perception_r1.tasks import answers, geometry, matching
-from perception_r1.tasks.grounding import load_jsonl, row_sample
+from perception_r1.tasks.rows import load_jsonl, row_sample
 from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects, plural
 
 #: most items (boxes or points) an answer may hold: far above any scene, far below a memory problem

@@ -38,16 +38,12 @@ non-finite numbers all score 0.
 
 from __future__ import annotations
 
-import json
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jsonschema
 import numpy as np
-from PIL import Image
 
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
 from perception_r1.tasks import geometry
@@ -65,6 +61,7 @@ from perception_r1.tasks.answers import (
     load_json,
     numbers,
 )
+from perception_r1.tasks.rows import load_jsonl, row_sample
 from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects
 
 #: longest completion parsed at all; a box answer is < 100 characters
@@ -102,51 +99,6 @@ def box_iou(box: Sequence[float], sample: Mapping[str, Any], space: str) -> floa
     pred = geometry.to_pixels(np.asarray(box, dtype=np.float64), space, size, resized)
     pred = geometry.snap(pred, gt, geometry.grid_tolerance(space, size, resized))
     return geometry.iou(pred, gt)
-
-
-def load_jsonl(
-    task: Task, path: str, split: str | None, to_sample: Callable[[dict[str, Any]], dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Samples of ``task`` from ``<path>/<split>.jsonl`` (or ``path`` itself when it is a file).
-
-    Each row is turned into a sample by ``to_sample`` (which raises KeyError / ValueError on a bad
-    row); ``image`` paths are relative to the file's folder; a missing ``image_size`` is read from
-    the image header. Any bad row is a ValueError naming ``file:line``.
-    """
-    file = Path(path)
-    if file.is_dir():
-        file = file / f"{split or 'train'}.jsonl"
-    if not file.is_file():
-        raise FileNotFoundError(f"task '{task.name}': no data file {file} (expected <data>/<split>.jsonl)")
-    samples = []
-    with file.open(encoding="utf-8") as lines:
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            where = f"{file}:{lineno}"
-            try:
-                row = json.loads(line)
-                sample = to_sample(row)
-                task.validate_solution(sample["solution"])
-                image = file.parent / str(row["image"])
-                if "image_size" not in sample:
-                    with Image.open(image) as im:  # reads the header only
-                        sample["image_size"] = list(im.size)
-            except (KeyError, TypeError, ValueError, OSError, jsonschema.ValidationError) as exc:
-                message = exc.message if isinstance(exc, jsonschema.ValidationError) else f"{type(exc).__name__}: {exc}"
-                raise ValueError(f"{where}: bad '{task.name}' row ({message})") from exc
-            sample.update(image=str(image), image_path=str(image))
-            sample.setdefault("id", str(row.get("id", f"{file.stem}-{lineno}")))
-            samples.append(sample)
-    return samples
-
-
-def row_sample(query: dict[str, Any], solution: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """A sample of a JSONL row's query and solution, with the row's optional ``image_size`` checked."""
-    sample = {"query": query, "solution": solution}
-    if "image_size" in row:
-        sample["image_size"] = list(numbers(row["image_size"], 2, "image_size"))
-    return sample
 
 
 def _grounding_row(row: dict[str, Any]) -> dict[str, Any]:
