@@ -38,104 +38,42 @@ non-finite numbers all score 0.
 
 from __future__ import annotations
 
-import json
-import math
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jsonschema
 import numpy as np
-from PIL import Image
 
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
 from perception_r1.tasks import geometry
+from perception_r1.tasks.answers import (
+    BOX,
+    BOX_END,
+    BOX_START,
+    REF,
+    Box,
+    answer_body,
+    check_box,
+    compact,
+    decimals_for,
+    format_number,
+    load_json,
+    numbers,
+)
+from perception_r1.tasks.rows import load_jsonl, row_sample
 from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects
 
 #: longest completion parsed at all; a box answer is < 100 characters
 MAX_CHARS = 2000
 THRESHOLDS = (0.5, 0.75, 0.95)
 
-Box = tuple[float, float, float, float]
-
-# -- shared answer grammar (counting uses it too) ---------------------------------------------------
-# Patterns run on the answer with all whitespace removed (see :func:`compact`), which keeps them free
-# of ambiguous adjacent repeats: every match is linear in the input length.
-NUM = r"(-?\d{1,9}(?:\.\d{1,9})?)"
-POINT = rf"\({NUM},{NUM}\)"
-BOX = rf"{POINT},{POINT}"
-BOX_START, BOX_END = r"<\|box_start\|>", r"<\|box_end\|>"
-#: the object reference: Qwen2-VL's tokens, or the bare text left when they were decoded away
-REF = r"(?:<\|object_ref_start\|>[^<>]{0,200}<\|object_ref_end\|>|[^\d()\[\]{}<>|]{0,200})"
 _QWEN = re.compile(rf"{REF}(?:{BOX_START})?{BOX}(?:{BOX_END})?\.?")
-_SPLIT_NUMBER = re.compile(r"[\d.]\s+[\d.]")
-
-
-def compact(text: str) -> str:
-    """``text`` without whitespace; ParseError when that would glue two numbers together."""
-    if _SPLIT_NUMBER.search(text):
-        raise ParseError("space inside a number")
-    return re.sub(r"\s+", "", text)
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"non-finite number {name}")
-
-
-def load_json(text: str) -> Any:
-    """``json.loads`` without NaN / Infinity, with every failure (deep nesting too) as ParseError."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ParseError("not valid JSON") from exc
-
-
-def numbers(values: Any, n: int, what: str) -> tuple[float, ...]:
-    """``values`` as ``n`` finite floats (JSON booleans are not numbers), or ParseError."""
-    if not isinstance(values, list) or len(values) != n:
-        raise ParseError(f"{what} must be a list of {n} numbers")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        raise ParseError(f"{what} must hold numbers only")
-    out = tuple(float(v) for v in values)
-    if not all(math.isfinite(v) and abs(v) < 1e9 for v in out):
-        raise ParseError(f"{what} has a non-finite or huge number")
-    return out
-
-
-def unfence(text: str) -> str:
-    """The body of a whole-answer Markdown code fence, or the stripped text."""
-    text = text.strip()
-    if len(text) < 6 or not (text.startswith("```") and text.endswith("```")):
-        return text
-    inner = text[3:-3]  # string slicing, not a regex: a lazy DOTALL pattern backtracks quadratically
-    return inner.removeprefix("json").strip()
-
-
-def check_box(box: Sequence[float]) -> Box:
-    x1, y1, x2, y2 = box
-    if x2 < x1 or y2 < y1:
-        raise ParseError("box corners out of order (need x1 <= x2 and y1 <= y2)")
-    return (x1, y1, x2, y2)
-
-
-def answer_body(text: str, max_chars: int = MAX_CHARS) -> str:
-    """The answer inside a completion (code fence and surrounding space removed); ParseError if there is
-    none or the completion is not text or longer than ``max_chars`` (bounded parsing)."""
-    if not isinstance(text, str):
-        raise ParseError("completion is not text")
-    if len(text) > max_chars:
-        raise ParseError(f"answer longer than {max_chars} characters")
-    body = unfence(text)
-    if not body:
-        raise ParseError("empty answer")
-    return body
 
 
 def parse_box(text: str) -> Box:
     """One box from a completion, in the completion's own space. See the module docstring."""
-    body = answer_body(text)
+    body = answer_body(text, MAX_CHARS)
     match = _QWEN.fullmatch(compact(body))
     if match:
         return check_box(tuple(float(v) for v in match.groups()))
@@ -150,15 +88,6 @@ def parse_box(text: str) -> Box:
     return check_box(numbers(value, 4, "the box"))
 
 
-def format_number(value: float, decimals: int) -> str:
-    return str(round(value)) if decimals == 0 else f"{value:.{decimals}f}"
-
-
-def decimals_for(space: str) -> int:
-    """How a perfect model writes numbers in ``space``: integers, except 3 decimals in norm1."""
-    return 3 if space == "norm1" else 0
-
-
 def resized_size(sample: Mapping[str, Any]) -> Any:
     return sample.get("resized_size")
 
@@ -170,51 +99,6 @@ def box_iou(box: Sequence[float], sample: Mapping[str, Any], space: str) -> floa
     pred = geometry.to_pixels(np.asarray(box, dtype=np.float64), space, size, resized)
     pred = geometry.snap(pred, gt, geometry.grid_tolerance(space, size, resized))
     return geometry.iou(pred, gt)
-
-
-def load_jsonl(
-    task: Task, path: str, split: str | None, to_sample: Callable[[dict[str, Any]], dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Samples of ``task`` from ``<path>/<split>.jsonl`` (or ``path`` itself when it is a file).
-
-    Each row is turned into a sample by ``to_sample`` (which raises KeyError / ValueError on a bad
-    row); ``image`` paths are relative to the file's folder; a missing ``image_size`` is read from
-    the image header. Any bad row is a ValueError naming ``file:line``.
-    """
-    file = Path(path)
-    if file.is_dir():
-        file = file / f"{split or 'train'}.jsonl"
-    if not file.is_file():
-        raise FileNotFoundError(f"task '{task.name}': no data file {file} (expected <data>/<split>.jsonl)")
-    samples = []
-    with file.open(encoding="utf-8") as lines:
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            where = f"{file}:{lineno}"
-            try:
-                row = json.loads(line)
-                sample = to_sample(row)
-                task.validate_solution(sample["solution"])
-                image = file.parent / str(row["image"])
-                if "image_size" not in sample:
-                    with Image.open(image) as im:  # reads the header only
-                        sample["image_size"] = list(im.size)
-            except (KeyError, TypeError, ValueError, OSError, jsonschema.ValidationError) as exc:
-                message = exc.message if isinstance(exc, jsonschema.ValidationError) else f"{type(exc).__name__}: {exc}"
-                raise ValueError(f"{where}: bad '{task.name}' row ({message})") from exc
-            sample.update(image=str(image), image_path=str(image))
-            sample.setdefault("id", str(row.get("id", f"{file.stem}-{lineno}")))
-            samples.append(sample)
-    return samples
-
-
-def row_sample(query: dict[str, Any], solution: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """A sample of a JSONL row's query and solution, with the row's optional ``image_size`` checked."""
-    sample = {"query": query, "solution": solution}
-    if "image_size" in row:
-        sample["image_size"] = list(numbers(row["image_size"], 2, "image_size"))
-    return sample
 
 
 def _grounding_row(row: dict[str, Any]) -> dict[str, Any]:
