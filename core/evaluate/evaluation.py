@@ -9,7 +9,9 @@ from perception_r1.contract import Task
 from perception_r1.data.prepare import prepare_sample
 
 #: sample keys that go into a saved record (the image itself does not; `score` re-scores from these)
-RECORD_KEYS = ("id", "task", "image_size", "query", "solution", "coords", "resized_size", "image_path")
+RECORD_KEYS = (
+    "id", "task", "image_size", "query", "solution", "coords", "resized_size", "image_path", "shown_image_of",
+)
 
 
 def record_of(sample: dict[str, Any], completion: str, task: Task) -> dict[str, Any]:
