@@ -277,3 +277,12 @@ def test_cli_unknown_task_hidden_by_the_filter(plugin_dir):
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "unknown task 'echo'" in result.stderr
     assert 'PERCEPTION_R1_PLUGINS="" is set and hides the plugins' in result.stderr and "echo_plugin" in result.stderr
+
+
+def test_task_corpus_reads_only_the_tasks_it_is_given():
+    from perception_r1.model.tiny import task_corpus
+
+    counting = get_registry().task("counting")
+    texts = task_corpus([counting], n_per_task=2)
+    assert len(texts) == 2 * 3  # per sample: the prompt, the answer in norm1000 and in the task's own space
+    assert texts[0].startswith(counting.prompt_template.split("{")[0])
