@@ -58,6 +58,7 @@ class AllowList:
     hidden: list[str] = field(default_factory=list)  # "name (distribution)" of the plugins it left out
 
     def admits(self, ep: md.EntryPoint) -> bool:
+        """Built-ins always; a third party when named. Records what it leaves out in ``hidden``."""
         dist = dist_name(ep)
         if dist == BUILTIN_DIST or self.names is None or ep.name in self.names or dist in self.names:
             return True
