@@ -118,3 +118,17 @@ def test_sft_command_unknown_task_is_one_line_error(capsys):
     assert main(["sft", "--task", "no-such-task", "--out", "x"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no-such-task" in err
+
+
+def test_sft_without_out_saves_under_runs_and_says_how_to_train_it(tiny_dir, tmp_path, capsys, monkeypatch):
+    from perception_r1.registry import get_registry
+
+    monkeypatch.chdir(tmp_path)
+    name = sorted(get_registry().tasks)[0]
+    assert main(["sft", "--task", name, "--model", str(tiny_dir), "--steps", "1", "--batch-size", "2"]) == 0
+    (saved,) = (tmp_path / "runs").iterdir()
+    assert saved.name.startswith(f"sft-{name}-") and (saved / "config.json").is_file()
+    printed = capsys.readouterr().out
+    assert f"perception-r1 run --task {name} --model runs/{saved.name}" in printed
+    assert main(["sft", "--task", name, "--model", str(tiny_dir), "--out", str(saved), "--steps", "1"]) == 2
+    assert "is not empty" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -16,16 +17,16 @@ def _resolve_tasks(spec: str) -> list:
     names = [n.strip() for n in spec.split(",") if n.strip()]
     if names == ["all"]:
         names = sorted(registry.tasks)
-    unknown = [n for n in names if n not in registry.tasks]
-    if unknown or not names:
-        raise UserError(f"unknown task '{','.join(unknown)}' (installed: {', '.join(sorted(registry.tasks)) or 'none'})")
-    return [registry.tasks[n] for n in names]
+    if not names:
+        raise UserError("no task given (use --task NAME, NAME,NAME or all)")
+    return [registry.task(n) for n in names]  # an unknown name: one line, naming the plugin filter if set
 
 
 @click.command("sft")
 @click.option("--task", "task_spec", required=True, help="Task(s) to fine-tune on, mixed: a,b,c (or 'all').")
 @click.option("--model", type=click.Path(), help="Local model directory (default: the embedded tiny model).")
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Directory to save the fine-tuned model.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Directory to save the fine-tuned model (default: runs/sft-<tasks>-<time>, printed).")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
@@ -46,6 +47,10 @@ def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_
     if threads:
         torch.set_num_threads(threads)
     tasks = _resolve_tasks(task_spec)
+    if out is None:
+        out = f"runs/sft-{'+'.join(t.name for t in tasks)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if Path(out).exists() and any(Path(out).iterdir()):
+        raise UserError(f"--out {out} is not empty: give a new directory")
     policy = Policy.load(model)
     click.echo(f"sft {policy.name} on {', '.join(t.name for t in tasks)}: {steps} steps x {batch_size}, lr {lr:g}")
     start = time.perf_counter()
@@ -60,7 +65,7 @@ def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_
 
     sft(policy, tasks, steps, batch_size=batch_size, lr=lr, seed=seed, log=log)
     saved = policy.save(out, dtype=getattr(torch, save_dtype))
-    click.echo(f"saved {saved}")
+    click.echo(f"saved {saved}  (train it with GRPO: perception-r1 run --task {task_spec} --model {saved})")
     if eval_samples:
         with console.status("evaluating"):
             report = format_report(policy, tasks, n=eval_samples)
