@@ -154,6 +154,7 @@ def run_trl(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
     import transformers
     from trl import GRPOConfig, GRPOTrainer
 
+    from perception_r1.data.prepare import prepare_sample
     from perception_r1.data.synthetic import synthetic_samples
     from perception_r1.model.policy import Policy
     from perception_r1.registry import get_registry
@@ -166,7 +167,7 @@ def run_trl(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
     processor = Policy.load(args.model).processor
     loader = Policy.load(args.model)  # only to prepare samples exactly as our trainer does (coordinate space)
     total_steps = args.warmup + args.steps
-    samples = [loader.prepare(s) for s in synthetic_samples(task, "train", total_steps * args.prompts, seed=0)]
+    samples = [prepare_sample(s, loader) for s in synthetic_samples(task, "train", total_steps * args.prompts, seed=0)]
     del loader
     dataset = datasets.Dataset.from_dict({
         "prompt": [[{"role": "user", "content": task.prompt(s)}] for s in samples],

@@ -47,21 +47,7 @@ import numpy as np
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
 from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.errors import UserError
-from perception_r1.tasks import geometry, matching, rows
-from perception_r1.tasks.grounding import (
-    BOX_END,
-    BOX_START,
-    NUM,
-    REF,
-    answer_body,
-    check_box,
-    compact,
-    decimals_for,
-    format_number,
-    load_json,
-    numbers,
-    resized_size,
-)
+from perception_r1.tasks import answers, geometry, matching, rows
 from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects, plural
 
 #: most items (boxes or points) an answer may hold: far above any scene, far below a memory problem
@@ -69,10 +55,10 @@ MAX_ITEMS = 500
 #: longest completion parsed: MAX_ITEMS boxes with box tokens fit
 MAX_CHARS = 32_000
 
-_TUPLE = re.compile(rf"\({NUM},{NUM}\)")
-_GROUP = re.compile(rf"{BOX_START}\({NUM},{NUM}\)(?:,\({NUM},{NUM}\))?{BOX_END}")
-_PREFIX = re.compile(REF)
-_NONE = re.compile(r"(?:<\|object_ref_start\|>[^<>]{0,200}<\|object_ref_end\|>)?(?:none|\[\])\.?", re.IGNORECASE)
+_TUPLE = re.compile(answers.POINT)
+_GROUP = re.compile(rf"{answers.BOX_START}{answers.POINT}(?:,{answers.POINT})?{answers.BOX_END}")
+_PREFIX = re.compile(answers.REF)
+_NONE = re.compile(rf"(?:{answers.OBJECT_REF})?(?:none|\[\])\.?", re.IGNORECASE)
 _SEP = ",;"
 
 
@@ -107,7 +93,7 @@ def _centres(boxes: list[tuple[float, ...]], points: list[tuple[float, ...]]) ->
     """Box centres (corners checked) then points, as one ``(N, 2)`` array; order is irrelevant."""
     centres = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if boxes:
-        centres = np.concatenate([geometry.box_centers([check_box(b) for b in boxes]), centres])
+        centres = np.concatenate([geometry.box_centers([answers.check_box(b) for b in boxes]), centres])
     return centres
 
 
@@ -120,13 +106,13 @@ def _from_json(value: Any) -> np.ndarray:
     for item in value:
         if isinstance(item, dict):
             if "bbox_2d" in item:
-                boxes.append(numbers(item["bbox_2d"], 4, "bbox_2d"))
+                boxes.append(answers.numbers(item["bbox_2d"], 4, "bbox_2d"))
             elif "point_2d" in item:
-                points.append(numbers(item["point_2d"], 2, "point_2d"))
+                points.append(answers.numbers(item["point_2d"], 2, "point_2d"))
             else:
                 raise ParseError("an item needs bbox_2d or point_2d")
         elif isinstance(item, list) and len(item) in (2, 4):
-            (boxes if len(item) == 4 else points).append(numbers(item, len(item), "an item"))
+            (boxes if len(item) == 4 else points).append(answers.numbers(item, len(item), "an item"))
         else:
             raise ParseError("an item must be [x1, y1, x2, y2], [x, y] or an object with bbox_2d / point_2d")
     return _centres(boxes, points)
@@ -135,10 +121,10 @@ def _from_json(value: Any) -> np.ndarray:
 def parse_centres(text: str) -> np.ndarray:
     """The ``(N, 2)`` centres of the boxes / points of a completion, in its own space. See the module
     docstring for the formats."""
-    body = answer_body(text, MAX_CHARS)  # counting's own bound: hundreds of boxes
+    body = answers.answer_body(text, MAX_CHARS)  # counting's own bound: hundreds of boxes
     if body[0] in "[{":
-        return _from_json(load_json(body))
-    flat = compact(body)
+        return _from_json(answers.load_json(body))
+    flat = answers.compact(body)
     if _NONE.fullmatch(flat):
         return np.zeros((0, 2))
     start = _PREFIX.match(flat).end()  # REF can match the empty string: never None
@@ -162,7 +148,7 @@ def count_reward(centres: np.ndarray, sample: Mapping[str, Any], space: str) -> 
         return 1.0, 1.0, None
     if p == 0 or g == 0:
         return 0.0, 0.0, None
-    size, resized = sample["image_size"], resized_size(sample)
+    size, resized = sample["image_size"], sample.get("resized_size")
     pred = geometry.to_pixels(centres, space, size, resized)
     dist = geometry.point_distances(pred, gt, geometry.grid_tolerance(space, size, resized))
     rows, cols = matching.minimize(dist)
@@ -311,8 +297,8 @@ class CountingTask(Task):
             return "none"
         boxes = solution.get("boxes")
         use_boxes = boxes is not None and len(boxes) == len(points)
-        values = geometry.from_pixels(boxes if use_boxes else points, space, sample["image_size"], resized_size(sample))
-        rows = [[format_number(v, decimals_for(space)) for v in row] for row in values]
+        values = geometry.from_pixels(boxes if use_boxes else points, space, sample["image_size"], sample.get("resized_size"))
+        rows = [[answers.format_number(v, answers.decimals_for(space)) for v in row] for row in values]
         if space == "norm1000":
             if use_boxes:
                 return "\n".join(f"<|box_start|>({a},{b}),({c},{d})<|box_end|>" for a, b, c, d in rows)
@@ -353,7 +339,7 @@ class CountingTask(Task):
     def draw_answer(self, answer: np.ndarray, sample: Mapping[str, Any]) -> Shapes:
         if len(answer) == 0:
             return Shapes()
-        points = geometry.to_pixels(answer, self.space(sample), sample["image_size"], resized_size(sample))
+        points = geometry.to_pixels(answer, self.space(sample), sample["image_size"], sample.get("resized_size"))
         return Shapes(points=points.tolist())
 
     def objects(self, solution: Mapping[str, Any]) -> int:

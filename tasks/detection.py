@@ -46,6 +46,7 @@ from perception_r1 import ParseError, RewardResult, Task, hookimpl
 from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.errors import UserError
 from perception_r1.tasks import geometry, rows
+from perception_r1.tasks.answers import FENCE, bounded_text, json_answer, numbers
 from perception_r1.tasks.coco import COCO_CLASSES, ImageBoxes, coco_ap
 from perception_r1.tasks.matching import minimize
 from perception_r1.tasks.scenes import SHAPES, random_scene
@@ -53,7 +54,6 @@ from perception_r1.tasks.scenes import SHAPES, random_scene
 MAX_TEXT_CHARS = 64_000
 MAX_LABEL_CHARS = 64
 DEFAULT_MAX_OBJECTS = 300
-FENCE = "```"
 
 
 @dataclass(frozen=True)
@@ -98,53 +98,9 @@ def normalize_label(label: str) -> str:
     return " ".join(label.lower().split())
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number")
-
-
-def _json_block(text: str) -> str:
-    """The content of the first ``` fence (language tag dropped), or the whole text when there is none."""
-    start = text.find(FENCE)
-    if start < 0:
-        return text
-    body = text[start + len(FENCE) :]
-    end = body.find(FENCE)
-    body = body if end < 0 else body[:end]
-    first_line, newline, rest = body.partition("\n")
-    if newline and first_line.strip().isalpha():  # ```json
-        body = rest
-    return body
-
-
-def _bare_json(text: str) -> Any:
-    """An unfenced JSON list that holds ``` inside a string (a label), parsed whole; else None.
-
-    Without this the first ``` inside such a label was taken for a code fence and the answer broke.
-    """
-    stripped = text.strip()
-    if not stripped.startswith("[") or FENCE not in stripped:
-        return None
-    try:
-        return json.loads(stripped, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return None  # not whole JSON: a fenced block inside is tried as before
-
-
 def parse_objects(text: str, max_objects: int = DEFAULT_MAX_OBJECTS) -> Objects:
     """Completion -> :class:`Objects`; ParseError when it is not a list of ``{"bbox_2d", "label"}``."""
-    if not isinstance(text, str):
-        raise ParseError("completion is not text")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ParseError(f"answer longer than {MAX_TEXT_CHARS} characters")
-    data = _bare_json(text)
-    if data is None:
-        block = _json_block(text).strip()
-        if not block:
-            raise ParseError("empty answer")
-        try:
-            data = json.loads(block, parse_constant=_reject_constant)
-        except (ValueError, RecursionError) as exc:
-            raise ParseError(f"not valid JSON ({type(exc).__name__})") from None
+    data = json_answer(bounded_text(text, MAX_TEXT_CHARS))
     if not isinstance(data, list):
         raise ParseError("answer is not a JSON list")
     if len(data) > max_objects:
@@ -155,16 +111,7 @@ def parse_objects(text: str, max_objects: int = DEFAULT_MAX_OBJECTS) -> Objects:
         if not isinstance(item, dict):
             raise ParseError(f"object {i} is not a JSON object")
         box, label = item.get("bbox_2d"), item.get("label")
-        if not isinstance(box, list) or len(box) != 4:
-            raise ParseError(f"object {i}: bbox_2d is not a list of 4 numbers")
-        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in box):
-            raise ParseError(f"object {i}: bbox_2d holds a non-number")
-        try:
-            values = [float(v) for v in box]
-        except OverflowError:
-            raise ParseError(f"object {i}: coordinate out of range") from None
-        if not all(math.isfinite(v) for v in values):
-            raise ParseError(f"object {i}: coordinate out of range")
+        values = list(numbers(box, 4, f"object {i}: bbox_2d", limit=math.inf))
         if not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL_CHARS:
             raise ParseError(f"object {i}: label is not a short non-empty string")
         boxes.append(values)

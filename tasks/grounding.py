@@ -38,8 +38,6 @@ non-finite numbers all score 0.
 
 from __future__ import annotations
 
-import json
-import math
 import random
 import re
 from collections.abc import Mapping, Sequence
@@ -52,90 +50,32 @@ from perception_r1 import ParseError, RewardResult, Task, hookimpl
 from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.errors import UserError
 from perception_r1.tasks import geometry, rows
+from perception_r1.tasks.answers import (
+    BOX,
+    BOX_END,
+    BOX_START,
+    REF,
+    Box,
+    answer_body,
+    check_box,
+    compact,
+    decimals_for,
+    format_number,
+    load_json,
+    numbers,
+)
 from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects
 
 #: longest completion parsed at all; a box answer is < 100 characters
 MAX_CHARS = 2000
 THRESHOLDS = (0.5, 0.75, 0.95)
 
-Box = tuple[float, float, float, float]
-
-# -- shared answer grammar (counting uses it too) ---------------------------------------------------
-# Patterns run on the answer with all whitespace removed (see :func:`compact`), which keeps them free
-# of ambiguous adjacent repeats: every match is linear in the input length.
-NUM = r"(-?\d{1,9}(?:\.\d{1,9})?)"
-POINT = rf"\({NUM},{NUM}\)"
-BOX = rf"{POINT},{POINT}"
-BOX_START, BOX_END = r"<\|box_start\|>", r"<\|box_end\|>"
-#: the object reference: Qwen2-VL's tokens, or the bare text left when they were decoded away
-REF = r"(?:<\|object_ref_start\|>[^<>]{0,200}<\|object_ref_end\|>|[^\d()\[\]{}<>|]{0,200})"
 _QWEN = re.compile(rf"{REF}(?:{BOX_START})?{BOX}(?:{BOX_END})?\.?")
-_SPLIT_NUMBER = re.compile(r"[\d.]\s+[\d.]")
-
-
-def compact(text: str) -> str:
-    """``text`` without whitespace; ParseError when that would glue two numbers together."""
-    if _SPLIT_NUMBER.search(text):
-        raise ParseError("space inside a number")
-    return re.sub(r"\s+", "", text)
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"non-finite number {name}")
-
-
-def load_json(text: str) -> Any:
-    """``json.loads`` without NaN / Infinity, with every failure (deep nesting too) as ParseError."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        raise ParseError("not valid JSON") from exc
-
-
-def numbers(values: Any, n: int, what: str) -> tuple[float, ...]:
-    """``values`` as ``n`` finite floats (JSON booleans are not numbers), or ParseError."""
-    if not isinstance(values, list) or len(values) != n:
-        raise ParseError(f"{what} must be a list of {n} numbers")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        raise ParseError(f"{what} must hold numbers only")
-    out = tuple(float(v) for v in values)
-    if not all(math.isfinite(v) and abs(v) < 1e9 for v in out):
-        raise ParseError(f"{what} has a non-finite or huge number")
-    return out
-
-
-def unfence(text: str) -> str:
-    """The body of a whole-answer Markdown code fence, or the stripped text."""
-    text = text.strip()
-    if len(text) < 6 or not (text.startswith("```") and text.endswith("```")):
-        return text
-    inner = text[3:-3]  # string slicing, not a regex: a lazy DOTALL pattern backtracks quadratically
-    return inner.removeprefix("json").strip()
-
-
-def check_box(box: Sequence[float]) -> Box:
-    x1, y1, x2, y2 = box
-    if x2 < x1 or y2 < y1:
-        raise ParseError("box corners out of order (need x1 <= x2 and y1 <= y2)")
-    return (x1, y1, x2, y2)
-
-
-def answer_body(text: str, max_chars: int = MAX_CHARS) -> str:
-    """The answer inside a completion (code fence and surrounding space removed); ParseError if there is
-    none or the completion is not text or longer than ``max_chars`` (bounded parsing)."""
-    if not isinstance(text, str):
-        raise ParseError("completion is not text")
-    if len(text) > max_chars:
-        raise ParseError(f"answer longer than {max_chars} characters")
-    body = unfence(text)
-    if not body:
-        raise ParseError("empty answer")
-    return body
 
 
 def parse_box(text: str) -> Box:
     """One box from a completion, in the completion's own space. See the module docstring."""
-    body = answer_body(text)
+    body = answer_body(text, MAX_CHARS)
     match = _QWEN.fullmatch(compact(body))
     if match:
         return check_box(tuple(float(v) for v in match.groups()))
@@ -148,15 +88,6 @@ def parse_box(text: str) -> Box:
         key = "bbox_2d" if "bbox_2d" in value else "bbox"
         value = value.get(key)
     return check_box(numbers(value, 4, "the box"))
-
-
-def format_number(value: float, decimals: int) -> str:
-    return str(round(value)) if decimals == 0 else f"{value:.{decimals}f}"
-
-
-def decimals_for(space: str) -> int:
-    """How a perfect model writes numbers in ``space``: integers, except 3 decimals in norm1."""
-    return 3 if space == "norm1" else 0
 
 
 def resized_size(sample: Mapping[str, Any]) -> Any:
@@ -174,8 +105,8 @@ def box_iou(box: Sequence[float], sample: Mapping[str, Any], space: str) -> floa
 
 #: the paper's grounding results (Acc@0.5 as a fraction); one answer per sample: perceptual perplexity 1
 PAPER_BENCHMARKS = {
-    name: PaperBenchmark({"acc@0.5": numbers}, perplexity=1.0)
-    for name, numbers in {
+    name: PaperBenchmark({"acc@0.5": pair}, perplexity=1.0)
+    for name, pair in {
         "RefCOCO val": (0.868, 0.891), "RefCOCO testA": (0.896, 0.914), "RefCOCO testB": (0.820, 0.845),
         "RefCOCO+ val": (0.771, 0.817), "RefCOCO+ testA": (0.825, 0.868), "RefCOCO+ testB": (0.701, 0.743),
         "RefCOCOg val": (0.833, 0.857), "RefCOCOg test": (0.831, 0.854),

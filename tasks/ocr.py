@@ -23,11 +23,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import editdistance
-
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
 from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.tasks import rows
+from perception_r1.tasks.answers import require_text
+from perception_r1.tasks.text_metrics import bag_of_words_prf, meteor, normalized_edit_distance, sentence_bleu
 from perception_r1.tasks.text_render import DEFAULT_SIZE, random_text, render_text
 
 #: longest completion considered at all (a dense document page is a few thousand characters)
@@ -42,90 +42,6 @@ def collapse_whitespace(text: str) -> str:
 def reward_cap(gt: str) -> int:
     """How many characters of an answer the reward compares to ground truth ``gt``."""
     return 4 * len(gt) + 64
-
-
-def normalized_edit_distance(pred: str, gt: str) -> float:
-    """Levenshtein distance / max(len(pred), len(gt)), in [0, 1]; two empty strings -> 0.0."""
-    longest = max(len(pred), len(gt))
-    if longest == 0:
-        return 0.0
-    return min(1.0, editdistance.eval(pred, gt) / longest)
-
-
-def bag_of_words_prf(pred: str, gt: str) -> tuple[float, float, float]:
-    """Precision, recall, F1 of whitespace tokens as multisets. Empty vs empty = perfect."""
-    p_tokens, g_tokens = Counter(pred.split()), Counter(gt.split())
-    n_pred, n_gt = sum(p_tokens.values()), sum(g_tokens.values())
-    if n_pred == 0 and n_gt == 0:
-        return 1.0, 1.0, 1.0
-    overlap = sum((p_tokens & g_tokens).values())
-    precision = overlap / n_pred if n_pred else 0.0
-    recall = overlap / n_gt if n_gt else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if overlap else 0.0
-    return precision, recall, f1
-
-
-def _align_exact(hyp: list[str], ref: list[str]) -> list[tuple[int, int]]:
-    """Exact unigram alignment (hyp index, ref index), one-to-one, as many matches as possible.
-
-    Greedy in hypothesis order: each word takes the reference occurrence that extends the current
-    chunk when there is one, else the earliest unused one. This reaches the maximum number of
-    matches (sum of min counts) and keeps monotone runs together, so chunks are few.
-    """
-    positions: dict[str, list[int]] = {}
-    for j, word in enumerate(ref):
-        positions.setdefault(word, []).append(j)
-    cursor = dict.fromkeys(positions, 0)  # first possibly-unused occurrence of each word
-    used = [False] * len(ref)
-    pairs: list[tuple[int, int]] = []
-    last_ref = -2
-    for i, word in enumerate(hyp):
-        nxt = last_ref + 1
-        if 0 <= nxt < len(ref) and ref[nxt] == word and not used[nxt]:
-            j = nxt
-        else:
-            occurrences = positions.get(word)
-            if occurrences is None:
-                continue
-            k = cursor[word]
-            while k < len(occurrences) and used[occurrences[k]]:
-                k += 1
-            cursor[word] = k
-            if k == len(occurrences):
-                continue
-            j = occurrences[k]
-        used[j] = True
-        pairs.append((i, j))
-        last_ref = j
-    return pairs
-
-
-def meteor(pred: str, gt: str, alpha: float = 0.9, beta: float = 3.0, gamma: float = 0.5) -> float:
-    """METEOR (Banerjee & Lavie 2005, parameters as in NLTK) with *exact* unigram matching only.
-
-    Fmean = P R / (alpha P + (1 - alpha) R); penalty = gamma (chunks / matches) ** beta;
-    score = Fmean (1 - penalty). Stem and synonym matching need WordNet data that cannot be
-    downloaded here, so this is exact-match METEOR; with one matched word the penalty is 0.5 even
-    for a perfect answer, as in the standard definition.
-    """
-    hyp, ref = pred.split(), gt.split()
-    pairs = _align_exact(hyp, ref)
-    matches = len(pairs)
-    if matches == 0:
-        return 0.0
-    precision, recall = matches / len(hyp), matches / len(ref)
-    fmean = precision * recall / (alpha * precision + (1 - alpha) * recall)
-    chunks = 1 + sum(
-        1 for (i0, j0), (i1, j1) in zip(pairs, pairs[1:], strict=False) if i1 != i0 + 1 or j1 != j0 + 1
-    )
-    return fmean * (1 - gamma * (chunks / matches) ** beta)
-
-
-def sentence_bleu(pred: str, gt: str) -> float:
-    """sacrebleu's sentence BLEU (13a tokenizer, exp smoothing, effective order) scaled to [0, 1]."""
-    import sacrebleu  # imported here: only evaluation needs it
-
-    return min(1.0, max(0.0, sacrebleu.sentence_bleu(pred, [gt]).score / 100.0))
 
 
 #: the paper's first version (a later one reports 2.8 edit distance with the same F1); fractions here, the
@@ -159,9 +75,7 @@ class OCRTask(Task):
 
     def parse(self, text: str) -> str:
         """The answer with whitespace collapsed; ParseError when nothing but whitespace is left."""
-        if not isinstance(text, str):
-            raise ParseError("completion is not text")
-        answer = collapse_whitespace(text[:MAX_CHARS])
+        answer = collapse_whitespace(require_text(text)[:MAX_CHARS])
         if not answer:
             raise ParseError("empty answer")
         return answer

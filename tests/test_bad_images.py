@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from perception_r1.data.prepare import prepare_sample
 from perception_r1.errors import UserError
 from perception_r1.model.policy import Policy
 
@@ -20,5 +21,5 @@ def test_missing_or_corrupt_image(policy, tmp_path, content):
         path.write_bytes(content)
     sample = {"id": "row-7", "image": str(path), "image_size": [10, 10], "solution": {}}
     with pytest.raises(UserError, match=rf"sample row-7: cannot open image '{path}'") as err:
-        policy.prepare(sample)
+        prepare_sample(sample, policy)
     assert "\n" not in str(err.value)

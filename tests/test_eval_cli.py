@@ -21,17 +21,15 @@ from perception_r1.registry import get_registry
 class ScriptedPolicy:
     """Answers like a model would, from a fixed script: the ideal answer, a shifted one, or garbage."""
 
-    def __init__(self, task):
-        self.task, self.batch, self.calls = task, [], 0
+    coord_space = "norm1000"  # what evaluation's sample preparation asks of a model
 
-    def prepare(self, sample):
-        out = {**sample, "coords": "norm1000"}
-        self.batch.append(out)
-        return out
+    def __init__(self, task, samples):
+        self.task, self.calls = task, 0
+        self.by_image = {id(s["image"]): {**s, "coords": "norm1000"} for s in samples}
 
     def generate(self, prompts, images, **_):
         texts = []
-        for sample in self.batch[-len(prompts):]:
+        for sample in (self.by_image[id(image)] for image in images):
             kind, self.calls = self.calls % 3, self.calls + 1
             if kind == 0:
                 texts.append(self.task.render(sample))
@@ -56,7 +54,7 @@ class ScriptedPolicy:
 def test_predictions_rescore_to_the_same_metrics(tmp_path, name):
     task = get_registry().task(name)
     samples = synthetic_samples(task, "heldout", 9, seed=0)
-    metrics, records = evaluate_policy(ScriptedPolicy(task), task, samples, batch_size=4)
+    metrics, records = evaluate_policy(ScriptedPolicy(task, samples), task, samples, batch_size=4)
     assert 0 < metrics["mean_reward"] < task.reward_range[1]  # a mix of right, partly right and wrong answers
     write_eval_dir(tmp_path, task, None, "synthetic heldout (seed 0)", None, metrics, records)
     result = run_cli("score", "--task", name, str(tmp_path / "predictions.jsonl"), "--json")

@@ -9,16 +9,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from perception_r1 import ParseError
-from perception_r1.tasks.ocr import (
-    MAX_CHARS,
-    OCRTask,
-    bag_of_words_prf,
-    collapse_whitespace,
-    meteor,
-    normalized_edit_distance,
-    reward_cap,
-    sentence_bleu,
-)
+from perception_r1.tasks.ocr import MAX_CHARS, OCRTask, collapse_whitespace, reward_cap
+from perception_r1.tasks.text_metrics import bag_of_words_prf, meteor, normalized_edit_distance, sentence_bleu
 from perception_r1.tasks.text_render import WORDS, random_text, render_text
 from perception_r1.testing import check_discoverable, check_task
 

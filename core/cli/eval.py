@@ -56,8 +56,12 @@ def write_eval_dir(
 @click.option("--out", type=click.Path(file_okay=False), help="Write predictions.jsonl, metrics.json and report.html here.")
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--shuffle-images", is_flag=True,
+              help="Control: score each sample with another sample's image (same samples otherwise). A model that "
+                   "looks at the image scores worse; one that answers from the prompt alone scores the same.")
 def command(task_name: str, model: str | None, data: str | None, split: str, limit: int | None, batch_size: int,
-            max_new_tokens: int | None, benchmark: str | None, out: str | None, threads: int | None, as_json: bool) -> None:
+            max_new_tokens: int | None, benchmark: str | None, out: str | None, threads: int | None, as_json: bool,
+            shuffle_images: bool) -> None:
     """Greedy answers of a model on held-out samples, scored by the task's evaluator.
 
     The predictions JSONL re-scores to the same metrics with `perception-r1 score`.
@@ -87,6 +91,12 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
         source = "synthetic heldout (seed 0)"
     if not samples:
         raise UserError(f"{source}: no samples")
+    if shuffle_images:
+        from perception_r1.data.control import shuffle_images as shuffled
+
+        if len(samples) < 2:
+            raise UserError("--shuffle-images needs at least 2 samples")
+        samples, source = shuffled(samples), f"{source}, images shuffled"
     policy = Policy.load(model)
     with progress() as bar, torch.no_grad():
         tid = bar.add_task(f"eval {task_name}", total=len(samples), status="")

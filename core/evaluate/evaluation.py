@@ -6,9 +6,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from perception_r1.contract import Task
+from perception_r1.data.prepare import prepare_sample
 
 #: sample keys that go into a saved record (the image itself does not; `score` re-scores from these)
-RECORD_KEYS = ("id", "task", "image_size", "query", "solution", "coords", "resized_size", "image_path")
+RECORD_KEYS = (
+    "id", "task", "image_size", "query", "solution", "coords", "resized_size", "image_path", "shown_image_of",
+)
 
 
 def record_of(sample: dict[str, Any], completion: str, task: Task) -> dict[str, Any]:
@@ -33,7 +36,7 @@ def evaluate_policy(
     """Greedy generation over ``samples`` in batches; returns (metrics, records)."""
     records: list[dict[str, Any]] = []
     for start in range(0, len(samples), batch_size):
-        batch = [policy.prepare(s) for s in samples[start : start + batch_size]]
+        batch = [prepare_sample(s, policy) for s in samples[start : start + batch_size]]
         rollout = policy.generate(
             [task.prompt(s) for s in batch], [s["image"] for s in batch],
             num_generations=1, max_new_tokens=max_new_tokens, greedy=True,

@@ -153,45 +153,13 @@ class Policy:
         ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
         return sorted(i for i in ids if i is not None and i != self.tokenizer.unk_token_id)
 
-    # -- samples ---------------------------------------------------------------------------------
-    def prepare(self, sample: Mapping[str, Any], task: Any = None) -> dict[str, Any]:
-        """A copy of ``sample`` with the image as PIL RGB and ``coords`` set to the space this model answers in.
+    def resized_size(self, width: int, height: int) -> list[int]:
+        """The ``[w, h]`` the processor resizes an image of this size to (what ``resized`` coordinates are in)."""
+        from perception_r1.tasks.geometry import smart_resize
 
-        Images are not resized here: the processor resizes within its min/max pixels, and for
-        ``resized`` coordinates ``resized_size`` records the size the model will see.
-        """
-        out = dict(sample)
-        image = out.get("image")
-        if isinstance(image, str | Path):
-            try:
-                with Image.open(image) as im:
-                    image = im.convert("RGB")
-            except OSError as exc:
-                raise UserError(f"sample {out.get('id', '?')}: cannot open image '{sample['image']}' ({exc})") from exc
-        elif isinstance(image, Image.Image) and image.mode != "RGB":
-            image = image.convert("RGB")
-        if image is not None:
-            out["image"] = image
-            out.setdefault("image_size", [image.width, image.height])
-        if task is not None and task.coord_space == "none":
-            out["coords"] = "none"
-            return out
-        out["coords"] = self.coord_space
-        if self.coord_space == "resized":
-            from perception_r1.tasks.geometry import smart_resize
-
-            w, h = out["image_size"]
-            ip = self.processor.image_processor
-            out["resized_size"] = list(
-                smart_resize(
-                    w,
-                    h,
-                    factor=ip.patch_size * ip.merge_size,
-                    min_pixels=ip.size["shortest_edge"],
-                    max_pixels=ip.size["longest_edge"],
-                )
-            )
-        return out
+        ip = self.processor.image_processor
+        return list(smart_resize(width, height, factor=ip.patch_size * ip.merge_size,
+                                 min_pixels=ip.size["shortest_edge"], max_pixels=ip.size["longest_edge"]))
 
     # -- prompts ---------------------------------------------------------------------------------
     def chat_text(self, prompt: str, with_image: bool = True) -> str:

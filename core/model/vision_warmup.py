@@ -20,6 +20,7 @@ import click
 import torch
 
 from perception_r1.tasks.text_render import char_spans, random_text, render_text
+from perception_r1.train.optim import fit
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 #: a letter counts for a token when this many pixels of its advance width fall inside the token's columns
@@ -70,18 +71,14 @@ def warm_up(
     head = torch.nn.Linear(model.config.text_config.hidden_size, len(LETTERS))
     optimizer = torch.optim.AdamW([*visual, *head.parameters()], lr=lr, weight_decay=0.0)
     model.train()
-    losses = []
-    for step in range(steps):
+
+    def loss_at(_: int) -> torch.Tensor:
         inputs, targets = _batch(policy, rng, batch_size)
         features = policy.image_features(model, inputs, 1, repeat=False)
         logits = head(torch.cat(features.pooler_output))  # (tokens, 26)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-        if log is not None:
-            log(step + 1, losses[-1])
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+
+    losses = fit(loss_at, optimizer, [*visual, *head.parameters()], steps, clip=None, log=log)
     model.eval()
     return losses
 

@@ -7,7 +7,6 @@ synthetic samples (a seeded stream per step), so the model never sees one sample
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,24 +14,20 @@ from typing import Any
 import torch
 
 from perception_r1.contract import ParseError, Task
+from perception_r1.data.prepare import prepare_sample
 from perception_r1.errors import UserError
+from perception_r1.train.optim import fit, warmup_cosine
 
 
 def sft_batch(policy, tasks: Sequence[Task], batch_size: int, step: int, seed: int) -> tuple[list, list[Task]]:
     """``batch_size`` prepared samples of mixed tasks for ``step``: a pure function of (seed, step)."""
+    from perception_r1.data.batches import draw_for, round_robin
     from perception_r1.data.synthetic import synthetic_samples
 
-    rng = random.Random(seed * 1_000_003 + step)
-    chosen = [tasks[(step * batch_size + i) % len(tasks)] for i in range(batch_size)]
-    rng.shuffle(chosen)
-    samples = []
-    for task in dict.fromkeys(chosen):
-        count = sum(t is task for t in chosen)
-        fresh = synthetic_samples(task, "train", count, seed=seed * 100_003 + step)
-        samples += [(task, s) for s in fresh]
-    by_task = {t.name: [s for tt, s in samples if tt is t] for t in tasks}
-    ordered = [by_task[t.name].pop() for t in chosen]
-    return [policy.prepare(s, t) for s, t in zip(ordered, chosen, strict=True)], chosen
+    chosen = round_robin(tasks, batch_size, step)
+    random.Random(seed * 1_000_003 + step).shuffle(chosen)
+    fresh = draw_for(chosen, lambda task, n: synthetic_samples(task, "train", n, seed=seed * 100_003 + step))
+    return [prepare_sample(s, policy, t) for s, t in zip(fresh, chosen, strict=True)], chosen
 
 
 def answer_loss(policy, samples: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> torch.Tensor:
@@ -64,26 +59,12 @@ def sft(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
-    warmup = max(1, steps // 20) if warmup is None else warmup
+    scheduler = warmup_cosine(optimizer, steps, max(1, steps // 20) if warmup is None else warmup)
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+    def loss_at(step: int) -> torch.Tensor:
+        return answer_loss(policy, *sft_batch(policy, tasks, batch_size, step, seed))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    losses: list[float] = []
-    for step in range(steps):
-        samples, chosen = sft_batch(policy, tasks, batch_size, step, seed)
-        loss = answer_loss(policy, samples, chosen)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        losses.append(loss.item())
-        if log is not None:
-            log(step + 1, losses[-1])
+    losses = fit(loss_at, optimizer, params, steps, scheduler=scheduler, clip=1.0, log=log)
     model.eval()
     return losses
 
@@ -97,7 +78,7 @@ def format_report(
 
     report = {}
     for task in tasks:
-        samples = [policy.prepare(s, task) for s in synthetic_samples(task, "heldout", n)]
+        samples = [prepare_sample(s, policy, task) for s in synthetic_samples(task, "heldout", n)]
         metrics, records = evaluate_policy(policy, task, samples, batch_size=batch_size, max_new_tokens=max_new_tokens)
         parsed = 0
         for r in records:

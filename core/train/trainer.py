@@ -12,30 +12,27 @@ import json
 import random
 import resource
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from perception_r1.contract import ParseError, Task
+from perception_r1.contract import Task
 from perception_r1.data import io
+from perception_r1.data.batches import draw_for, round_robin
+from perception_r1.data.prepare import prepare_sample
 from perception_r1.data.synthetic import synthetic_samples
 from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.train import checkpoint
 from perception_r1.train.config import dump_yaml
-from perception_r1.train.grpo import group_advantages, grpo_loss, zero_std_fraction
-from perception_r1.train.rewards import build_rewards, component_means, score
+from perception_r1.train.grpo import grpo_loss, zero_std_fraction
+from perception_r1.train.optim import gradients
+from perception_r1.train.rewards import build_rewards, component_means
+from perception_r1.train.step import Record, assign_advantages, group_records, rollout, score_records
 
 EVAL_SEED = 0  # the held-out set is the same for every run, whatever its --seed, so runs compare
-
-
-@dataclass
-class StepBatch:
-    samples: list[dict[str, Any]]  # P prepared samples
-    tasks: list[Task]  # the task of each sample
 
 
 def resolve_tasks(registry: Any, spec: str, templates: dict[str, str]) -> list[Task]:
@@ -115,84 +112,73 @@ class Trainer:
         rng = random.Random(seed)
         return [dict(rng.choice(pool)) for _ in range(n)]
 
-    def batch_for(self, step: int) -> StepBatch:
-        """Prompts of one step: a pure function of (seed, step, rank), so a resumed run sees the same data."""
-        P = self.config["prompts_per_step"]
+    def batch_for(self, step: int) -> list[Record]:
+        """A step's N = P * G records: a pure function of (seed, step, rank), so a resumed run sees the same data."""
         seed = (self.config["seed"] * 1_000_003 + step) * 64 + self.rank
-        tasks = [self.tasks[(step * P + i) % len(self.tasks)] for i in range(P)]
-        samples = []
-        for task in dict.fromkeys(tasks):
-            count = sum(t is task for t in tasks)
-            samples += self.samples(task, "train", count, seed)
-        by_task = {task.name: [s for s in samples if s["task"] == task.name] for task in self.tasks}
-        ordered = [by_task[t.name].pop(0) for t in tasks]
-        return StepBatch([self.policy.prepare(s) for s in ordered], tasks)
+        tasks = round_robin(self.tasks, self.config["prompts_per_step"], step)
+        samples = draw_for(tasks, lambda task, n: self.samples(task, "train", n, seed))
+        prepared = [prepare_sample(s, self.policy) for s in samples]
+        return group_records(prepared, tasks, self.config["group_size"])
 
     def heldout(self, task: Task) -> list[dict[str, Any]]:
         return self.samples(task, "val", self.config["eval_samples"], EVAL_SEED)
 
     # -- one GRPO step -------------------------------------------------------------------------
     def train_step(self, step: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        c = self.config
-        G = c["group_size"]
+        """batch -> rollout -> score -> advantages -> update; returns the step's metrics and its log rows."""
+        c, G = self.config, self.config["group_size"]
         t0 = time.perf_counter()
-        batch = self.batch_for(step)
-        prompts = [task.prompt(s) for task, s in zip(batch.tasks, batch.samples, strict=True)]
+        records = self.batch_for(step)  # (N = P * G), groups contiguous
         self.model.eval()
-        with torch.no_grad():
-            rollout = self.policy.generate(
-                prompts, [s["image"] for s in batch.samples], num_generations=G,
-                max_new_tokens=c["max_new_tokens"], temperature=c["temperature"],
-            )
+        rolled = rollout(self.policy, records, G, c["max_new_tokens"], c["temperature"])
         self.model.train()
         t_gen = time.perf_counter()
-        samples = [s for s in batch.samples for _ in range(G)]  # (N = P * G), groups contiguous
-        totals, components = score(self.rewards, rollout.texts, samples)
-        rewards = torch.tensor(totals, dtype=torch.float32)  # (N,)
-        advantages = group_advantages(rewards, G, scale=c["scale_rewards"])  # (N,)
-        mask = rollout.completion_mask.float()  # (N, T)
+        rewards, components = score_records(self.rewards, records)  # (N,)
+        advantages = assign_advantages(records, rewards, G, c["scale_rewards"])  # (N,)
+        update = self.update(rolled, advantages)
+        metrics = {
+            "step": step + 1, **update, **self._reward_metrics(rewards, components),
+            "completion_length": rolled.completion_mask.float().sum(dim=1).mean().item(),
+            "seconds": time.perf_counter() - t0, "generation_seconds": t_gen - t0,
+            "processes": self.accelerator.num_processes,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        }
+        logged = [r.log_row(step + 1) for r in records] if step % c["log_completions_every"] == 0 else []
+        return metrics, logged
+
+    def update(self, rolled, advantages: torch.Tensor) -> dict[str, Any]:
+        """``updates_per_batch`` clipped-surrogate steps on one rollout (k3 KL to the reference when beta > 0)."""
+        c = self.config
+        mask = rolled.completion_mask.float()  # (N, T)
         ref_logprobs = None
         if self.reference is not None:
             with torch.no_grad():
-                ref_logprobs = self.policy.token_logprobs(rollout, model=self.reference, temperature=c["temperature"])
+                ref_logprobs = self.policy.token_logprobs(rolled, model=self.reference, temperature=c["temperature"])
         old_logprobs = None
         for _ in range(c["updates_per_batch"]):
-            logprobs = self.policy.token_logprobs(rollout, model=self.model, temperature=c["temperature"])  # (N, T)
+            logprobs = self.policy.token_logprobs(rolled, model=self.model, temperature=c["temperature"])  # (N, T)
             if old_logprobs is None:  # rollouts come from the current weights: ratio 1 on the first update
                 old_logprobs = logprobs.detach()
             loss, stats = grpo_loss(
                 logprobs, old_logprobs, ref_logprobs, advantages, mask,
                 clip_eps=c["clip_eps"], beta=c["beta"], how=c["loss_aggregation"], max_tokens=c["max_new_tokens"],
             )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.accelerator.backward(loss)
-            grad_norm = self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
+            grad_norm = gradients(loss, self.optimizer, list(self.model.parameters()), clip=1.0,
+                                  backward=self.accelerator.backward, clip_fn=self.accelerator.clip_grad_norm_)
             idle = self._nothing_to_learn(advantages, stats.get("kl", 0.0))
             if not idle:
                 self.optimizer.step()
-        t_end = time.perf_counter()
+        return {"loss": loss.item(), "kl": stats.get("kl", 0.0), "clip_fraction": stats["clip_fraction"],
+                "grad_norm": grad_norm, "update_skipped": idle}
+
+    def _reward_metrics(self, rewards: torch.Tensor, components: dict[str, list[float | None]]) -> dict[str, Any]:
         all_rewards = self.accelerator.gather(rewards)
-        metrics = {
-            "step": step + 1,
-            "loss": loss.item(),
-            "kl": stats.get("kl", 0.0),
-            "clip_fraction": stats["clip_fraction"],
-            "grad_norm": float(grad_norm),
-            "update_skipped": idle,
+        return {
             "reward": all_rewards.mean().item(),
             "reward_std": all_rewards.std().item() if all_rewards.numel() > 1 else 0.0,
-            "zero_std_groups": zero_std_fraction(rewards, G),
-            "completion_length": mask.sum(dim=1).mean().item(),
-            "seconds": t_end - t0,
-            "generation_seconds": t_gen - t0,
-            "processes": self.accelerator.num_processes,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+            "zero_std_groups": zero_std_fraction(rewards, self.config["group_size"]),
             **{f"rewards/{k}": v for k, v in component_means(components).items()},
         }
-        logged = []
-        if step % c["log_completions_every"] == 0:
-            logged = self._completion_rows(step + 1, batch, prompts, rollout.texts, totals, components)
-        return metrics, logged
 
     def _nothing_to_learn(self, advantages: torch.Tensor, kl: float) -> bool:
         """True when no process has a reward difference in any group and the policy still equals the reference.
@@ -203,24 +189,6 @@ class Trainer:
         local = torch.tensor([advantages.abs().max().item() if advantages.numel() else 0.0, abs(kl)])
         signal, kl_all = self.accelerator.gather(local.to(self.accelerator.device)).view(-1, 2).max(0).values.tolist()
         return signal == 0.0 and kl_all < IDLE_KL
-
-    def _completion_rows(self, step, batch, prompts, texts, totals, components) -> list[dict[str, Any]]:
-        G = self.config["group_size"]
-        rows = []
-        for i, text in enumerate(texts):
-            task, sample = batch.tasks[i // G], batch.samples[i // G]
-            try:
-                parsed: Any = repr(task.parse(text))[:500]
-            except ParseError as exc:
-                parsed = f"ParseError: {exc.reason}"
-            rows.append({
-                "step": step, "sample_id": sample["id"], "task": task.name, "prompt": prompts[i // G],
-                "completion": text, "parsed": parsed, "reward": totals[i],
-                "rewards": {k: v[i] for k, v in components.items()},
-                "solution": sample["solution"],
-                **{k: sample[k] for k in ("image_size", "coords", "resized_size", "image_path") if k in sample},
-            })
-        return rows
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, label: str) -> dict[str, float]:

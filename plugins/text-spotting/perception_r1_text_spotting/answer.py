@@ -6,12 +6,19 @@ Accepted: a JSON list ``[{"polygon": [[x, y], ...], "text": "..."}, ...]``, bare
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from perception_r1 import ParseError
+from perception_r1.tasks.answers import (
+    bare_json_list,
+    bounded_text,
+    fenced_block,
+    list_span,
+    load_json,
+    numbers,
+)
 
 MAX_CHARS = 300_000  # 200 polygons x 64 points fit comfortably; beyond is spam, not an answer
 MAX_WORDS = 200
@@ -25,34 +32,6 @@ class Word:
     text: str
 
 
-def _no_constants(name: str) -> Any:
-    raise ParseError(f"{name} is not a coordinate")
-
-
-def _json_span(text: str) -> str:
-    """The JSON list inside the first ``` fence if any, else from the first '[' to the last ']'."""
-    start = text.find("```")
-    if start >= 0:
-        end = text.find("```", start + 3)
-        text = text[start + 3 : end if end >= 0 else len(text)]
-        if text.startswith("json"):
-            text = text[4:]
-    first, last = text.find("["), text.rfind("]")
-    if first < 0 or last < first:
-        raise ParseError("no JSON list in the answer")
-    return text[first : last + 1]
-
-
-def _number(value: Any) -> float:
-    # bool is an int subclass: `true` is not a coordinate
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParseError("a polygon point is not two numbers")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ParseError("a coordinate is not finite")
-    return out
-
-
 def _word(item: Any) -> Word:
     if not isinstance(item, dict):
         raise ParseError("a list item is not an object")
@@ -63,26 +42,15 @@ def _word(item: Any) -> Word:
         raise ParseError(f"a word's text is longer than {MAX_TEXT} characters")
     if not isinstance(polygon, list) or not 3 <= len(polygon) <= MAX_POINTS:
         raise ParseError(f'"polygon" must be a list of 3 to {MAX_POINTS} [x, y] points')
-    points = []
-    for point in polygon:
-        if not isinstance(point, list) or len(point) != 2:
-            raise ParseError("a polygon point is not [x, y]")
-        points.append((_number(point[0]), _number(point[1])))
+    points = [numbers(point, 2, "a polygon point", limit=math.inf) for point in polygon]
     return Word(tuple(points), text)
 
 
 def parse_words(text: str) -> list[Word]:
-    if not isinstance(text, str):
-        raise ParseError("the answer is not text")
-    if len(text) > MAX_CHARS:
-        raise ParseError(f"answer longer than {MAX_CHARS} characters")
-    span = _json_span(text)
-    try:
-        data = json.loads(span, parse_constant=_no_constants)
-    except ParseError:
-        raise
-    except (ValueError, RecursionError) as exc:  # bad JSON, 5000-deep nesting, 100k-digit integers
-        raise ParseError(f"invalid JSON ({type(exc).__name__})") from None
+    text = bounded_text(text, MAX_CHARS)
+    data = bare_json_list(text)  # an unfenced list whose word holds ``` is not cut at the ```
+    if data is None:
+        data = load_json(list_span(fenced_block(text)))
     if not isinstance(data, list):
         raise ParseError("the answer is not a JSON list")
     if len(data) > MAX_WORDS:

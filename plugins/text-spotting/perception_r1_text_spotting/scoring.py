@@ -7,7 +7,7 @@ import shapely
 from shapely.errors import GEOSException
 from shapely.geometry import Polygon
 
-from perception_r1.tasks.ocr import normalized_edit_distance  # the framework's one NED
+from perception_r1.tasks.text_metrics import normalized_edit_distance  # the framework's one NED
 
 #: pixel coordinates are clipped here so areas stay finite; far outside any image, IoU is 0 anyway
 COORD_LIMIT = 1e7

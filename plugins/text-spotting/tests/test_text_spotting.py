@@ -88,6 +88,19 @@ def test_bad_format_scores_zero():
         assert result.total == 0.0 and result.components["format"] == 0.0, text
 
 
+def test_a_huge_integer_is_a_format_error_not_a_crash():
+    huge = {"polygon": [[0, 0], [10, 0], [10, int("9" * 400)], [0, 10]], "text": "cat"}
+    result = reward(huge, B)
+    assert result.total == 0.0 and result.components["format"] == 0.0
+
+
+def test_a_word_holding_backticks_is_not_taken_for_a_code_fence():
+    """The shared grammar's fix (perception_r1.tasks.answers.bare_json_list): an unfenced list parses whole."""
+    ticks = {**A, "text": "ca```t"}
+    assert [w.text for w in TASK.parse(answer(ticks, B))] == ["ca```t", "house"]
+    assert TASK.reward("noise ```json\n" + answer(A, B) + "\n```", SAMPLE).total == pytest.approx(1.0)
+
+
 # -- reward hacking ----------------------------------------------------------------------------------
 def test_empty_list_gets_format_only():
     assert reward().total == pytest.approx(0.1)
