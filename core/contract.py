@@ -22,7 +22,6 @@ Besides the task itself, this module holds the small types a task hands back to 
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,9 @@ from typing import Any, ClassVar
 
 import jsonschema
 
-COORD_SPACES = ("pixels", "norm1000", "norm1", "resized", "none")
+# The registry checks every task it is given without importing this module (it sits below it).
+from perception_r1.registry.validation import COORD_SPACES as COORD_SPACES
+from perception_r1.registry.validation import contract_problems as contract_problems
 
 
 class ParseError(ValueError):
@@ -198,35 +199,3 @@ class Task:
     def __repr__(self) -> str:
         return f"<task {self.name}>"
 
-
-def contract_problems(task: Any) -> list[str]:
-    """Static checks of a task object, run when a plugin registers it. Empty list = fine."""
-    problems: list[str] = []
-    name = getattr(task, "name", None)
-    if not isinstance(name, str) or not name or any(c.isspace() or c in ":," for c in name):
-        return [f"task {task!r} needs a non-empty `name` without spaces, ':' or ','"]
-    for method in ("parse", "reward", "evaluate", "render", "synthetic", "prompt", "batch_reward"):
-        if not callable(getattr(task, method, None)):
-            problems.append(f"task '{name}' has no `{method}` method")
-    if getattr(task, "coord_space", None) not in COORD_SPACES:
-        problems.append(f"task '{name}': coord_space must be one of {', '.join(COORD_SPACES)}")
-    lo_hi = getattr(task, "reward_range", None)
-    if not (
-        isinstance(lo_hi, tuple)
-        and len(lo_hi) == 2
-        and all(isinstance(v, int | float) and math.isfinite(v) for v in lo_hi)
-        and lo_hi[0] < lo_hi[1]
-    ):
-        problems.append(f"task '{name}': reward_range must be a finite (low, high) tuple with low < high")
-    schema = getattr(task, "solution_schema", None)
-    try:
-        if not isinstance(schema, dict) or not schema:
-            raise jsonschema.SchemaError("missing")
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        problems.append(f"task '{name}': solution_schema is not a valid JSON Schema ({exc.message})")
-    if not isinstance(getattr(task, "prompt_template", None), str) or not task.prompt_template:
-        problems.append(f"task '{name}' needs a prompt_template")
-    if not getattr(task, "primary_metric", ""):
-        problems.append(f"task '{name}' needs a primary_metric")
-    return problems

@@ -2,50 +2,32 @@
 
 Built-in tasks are entry points of this package's own distribution, loaded exactly like a
 third party's. ``PERCEPTION_R1_PLUGINS=a,b`` limits third-party plugins to those entry-point
-(or distribution) names; set but empty, only the built-ins load.
+(or distribution) names; set but empty, only the built-ins load; a name that matches no
+installed plugin gives a :class:`PluginWarning`.
 """
 
 from __future__ import annotations
 
-import importlib.metadata as md
-import os
+import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import pluggy
 
 from . import hookspecs
-
-ENV_ALLOW = "PERCEPTION_R1_PLUGINS"
-BUILTIN_DIST = "perception-r1"
-
-RewardFn = Callable[..., list]
-
-
-class PluginError(Exception):
-    """A plugin could not be loaded or broke the contract. The message is one line naming the plugin."""
-
-
-@dataclass
-class PluginInfo:
-    name: str
-    distribution: str
-    version: str
-    builtin: bool
-    tasks: list[str] = field(default_factory=list)
-    rewards: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "distribution": self.distribution,
-            "version": self.version,
-            "builtin": self.builtin,
-            "tasks": self.tasks,
-            "rewards": self.rewards,
-        }
+from .hookspecs import RewardFn
+from .info import (
+    BUILTIN_DIST,
+    ENV_ALLOW,
+    AllowList,
+    PluginError,
+    PluginInfo,
+    PluginWarning,
+    allow_list_from_env,
+    dist_name,
+    installed_entry_points,
+)
+from .validation import contract_problems
 
 
 class Registry:
@@ -58,18 +40,16 @@ class Registry:
         self.tasks: dict[str, Any] = {}
         self.rewards: dict[str, RewardFn] = {}
         self._owner: dict[str, str] = {}
+        self.allow = AllowList()  # the allow-list the entry points were loaded with, and what it hid
 
     # -- loading -------------------------------------------------------------------------------
     def load_entry_points(self, allow: set[str] | None = None) -> None:
-        def builtin_first(ep: md.EntryPoint) -> tuple[bool, str]:
-            # built-ins load first, so a third party that reuses a built-in name is the one blamed
-            return (not (ep.dist and ep.dist.name == BUILTIN_DIST), ep.name)
-
-        for ep in sorted(md.entry_points(group=hookspecs.PROJECT), key=builtin_first):
-            dist = ep.dist.name if ep.dist else "?"
-            builtin = dist == BUILTIN_DIST
-            if not builtin and allow is not None and ep.name not in allow and dist not in allow:
-                continue
+        entry_points = installed_entry_points(hookspecs.PROJECT)
+        self.allow = AllowList(allow)
+        if line := self.allow.unmatched(entry_points):
+            warnings.warn(PluginWarning(line), stacklevel=2)
+        for ep in filter(self.allow.admits, entry_points):
+            dist = dist_name(ep)
             try:
                 module = ep.load()
             except Exception as exc:  # any import failure of foreign code becomes one line
@@ -77,16 +57,10 @@ class Registry:
                     f"plugin '{ep.name}' ({dist}) failed to import: {type(exc).__name__}: {exc}"
                     f" (exclude it with {ENV_ALLOW}=...)"
                 ) from exc
-            version = ep.dist.version if ep.dist else "?"
-            self.add_plugin(module, name=ep.name, distribution=dist, version=version, builtin=builtin)
+            self.add_plugin(module, ep.name, dist, ep.dist.version if ep.dist else "?", dist == BUILTIN_DIST)
 
     def add_plugin(
-        self,
-        plugin: ModuleType | object,
-        name: str,
-        distribution: str = "<in-process>",
-        version: str = "0",
-        builtin: bool = False,
+        self, plugin: object, name: str, distribution: str = "<in-process>", version: str = "0", builtin: bool = False
     ) -> PluginInfo:
         """Register one plugin object and run its hooks now, attributing what it registers to it."""
         if name in self.plugins:
@@ -96,29 +70,23 @@ class Registry:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"plugin '{name}' ({distribution}): {exc}".replace("\n", " ")) from exc
-        info = PluginInfo(name, distribution, version, builtin)
-        self.plugins[name] = info
-        for impl in self.pm.hook.register_tasks.get_hookimpls():
-            if impl.plugin_name == name:
-                self._call(impl, info, "register_tasks", lambda task: self._add_task(info, task))
-        for impl in self.pm.hook.register_rewards.get_hookimpls():
-            if impl.plugin_name == name:
-                self._call(impl, info, "register_rewards", lambda n, fn: self._add_reward(info, n, fn))
+        info = self.plugins[name] = PluginInfo(name, distribution, version, builtin)
+        self._call(plugin, info, "register_tasks", lambda task: self._add_task(info, task))
+        self._call(plugin, info, "register_rewards", lambda n, fn: self._add_reward(info, n, fn))
         return info
 
-    def _call(self, impl, info: PluginInfo, hook: str, register: Callable) -> None:
+    def _call(self, plugin: object, info: PluginInfo, hook: str, register: Callable[..., None]) -> None:
+        """Call ``hook`` through pluggy on this one plugin (all others left out): what it registers is its own."""
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
         try:
-            impl.function(register=register)
+            self.pm.subset_hook_caller(hook, remove_plugins=others)(register=register)
         except PluginError:
             raise
         except Exception as exc:
             raise PluginError(f"plugin '{info.name}' raised in {hook}: {type(exc).__name__}: {exc}") from exc
 
     def _add_task(self, info: PluginInfo, task: Any) -> None:
-        from perception_r1.contract import contract_problems  # late: contract imports nothing of ours
-
-        problems = contract_problems(task)
-        if problems:
+        if problems := contract_problems(task):
             raise PluginError(f"plugin '{info.name}' registered a task that breaks the contract: {problems[0]}")
         self._claim(info, task.name, "task")
         self.tasks[task.name] = task
@@ -143,7 +111,7 @@ class Registry:
     def task(self, name: str) -> Any:
         if name not in self.tasks:
             known = ", ".join(sorted(self.tasks)) or "none"
-            raise PluginError(f"unknown task '{name}' (installed tasks: {known})")
+            raise PluginError(f"unknown task '{name}' (installed tasks: {known}){self.allow.hint()}")
         return self.tasks[name]
 
     def reward(self, name: str) -> RewardFn:
@@ -153,26 +121,24 @@ class Registry:
         if name in self.tasks:
             return self.tasks[name].batch_reward
         known = ", ".join(sorted([*self.rewards, *self.tasks])) or "none"
-        raise PluginError(f"unknown reward '{name}' (known rewards: {known})")
+        raise PluginError(f"unknown reward '{name}' (known rewards: {known}){self.allow.hint()}")
 
 
-def allow_list_from_env() -> set[str] | None:
-    raw = os.environ.get(ENV_ALLOW)
-    if raw is None:
-        return None
-    return {part.strip() for part in raw.split(",") if part.strip()}
+def load_registry() -> Registry:
+    """A new registry holding every installed plugin that ``PERCEPTION_R1_PLUGINS`` admits."""
+    registry = Registry()
+    registry.load_entry_points(allow_list_from_env())
+    return registry
 
 
 _REGISTRY: Registry | None = None
 
 
 def get_registry() -> Registry:
-    """The process-wide registry, loaded from entry points on first use."""
+    """The process-wide registry, loaded on first use. For the command line; library code is given one."""
     global _REGISTRY
     if _REGISTRY is None:
-        registry = Registry()
-        registry.load_entry_points(allow_list_from_env())
-        _REGISTRY = registry
+        _REGISTRY = load_registry()
     return _REGISTRY
 
 

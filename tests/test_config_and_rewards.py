@@ -20,8 +20,25 @@ from perception_r1.train.rewards import (
 def test_defaults_follow_the_paper():
     c = cfg.resolve()
     assert (c["group_size"], c["beta"], c["clip_eps"], c["temperature"]) == (8, 0.04, 0.2, 1.0)
-    assert c["learning_rate"] == cfg.TINY_LEARNING_RATE
-    assert cfg.resolve(overrides={"model": "/some/Qwen2-VL"})["learning_rate"] == 1e-6
+
+
+def test_learning_rate_and_answer_budget_follow_the_model_size_unless_given():
+    small, real = cfg.resolve(), cfg.resolve(overrides={"model": "/some/tiny-sft"})
+    assert cfg.fill_model_defaults(small, 2_500_000) == ["learning_rate", "max_new_tokens"]
+    assert (small["learning_rate"], small["max_new_tokens"]) == (cfg.TINY_LEARNING_RATE, cfg.TINY_MAX_NEW_TOKENS)
+    cfg.fill_model_defaults(real, 2_000_000_000)  # a model path says nothing: the size decides
+    assert (real["learning_rate"], real["max_new_tokens"]) == (1e-6, 768)
+    given = cfg.resolve(overrides={"learning_rate": 3e-5})
+    assert cfg.fill_model_defaults(given, 2_500_000) == ["max_new_tokens"] and given["learning_rate"] == 3e-5
+
+
+def test_set_reads_values_as_yaml_and_names_bad_items():
+    assert cfg.parse_set(["group_size=4", "scale_rewards=false", "max_new_tokens="]) == {
+        "group_size": 4, "scale_rewards": False, "max_new_tokens": None}
+    with pytest.raises(UserError, match="use KEY=VALUE"):
+        cfg.parse_set(["group_size"])
+    with pytest.raises(UserError, match="key 'group_size'"):
+        cfg.resolve(overrides=cfg.parse_set(["group_size=many"]))
 
 
 def test_file_then_flags(tmp_path):
@@ -83,3 +100,17 @@ def test_raising_reward_is_not_silently_zero():
         score([WeightedReward("plug.boom", 1.0, fn=boom)], ["x"], [{}])
     with pytest.raises(RewardError, match="returned 1 values for 2 completions"):
         score([WeightedReward("plug.short", 1.0, fn=_const([1.0]))], ["x", "y"], [{}, {}])
+
+
+def test_a_custom_reward_adds_to_the_task_reward_and_weight_zero_drops_it():
+    from types import SimpleNamespace
+
+    from perception_r1.train.rewards import build_rewards, describe
+
+    task = SimpleNamespace(name="ocr")
+    registry = SimpleNamespace(tasks={"ocr": task}, reward=lambda name: _const([0.0]))
+    added = build_rewards(registry, [task], {"brevity.length_penalty": 0.1})
+    assert describe(added) == "ocr x1 + brevity.length_penalty x0.1"
+    assert describe(build_rewards(registry, [task], {"ocr": 0, "brevity.length_penalty": 1})) == "brevity.length_penalty x1"
+    with pytest.raises(UserError, match="nothing to train on"):
+        build_rewards(registry, [task], {"ocr": 0})

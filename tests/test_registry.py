@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import warnings
+from pathlib import Path
 
 import pytest
 from helpers import make_dist, run_cli
 
-from perception_r1.registry import PluginError, Registry, get_registry, hookimpl, reset_registry
+from perception_r1.registry import (
+    PluginError,
+    PluginWarning,
+    Registry,
+    get_registry,
+    hookimpl,
+    reset_registry,
+)
 
 BUILTINS = {"grounding", "counting", "ocr", "detection"}
 
@@ -151,3 +161,128 @@ def test_cli_usage_errors_are_one_line_exit_2():
         result = run_cli(*args)
         assert result.returncode == 2, args
         assert result.stderr.startswith("perception-r1: error:") and result.stderr.count("\n") == 1, result.stderr
+
+
+# -- hooks are called through pluggy, one plugin at a time ------------------------------------------------------
+def test_hookimpl_that_takes_no_register_argument_is_called():
+    """pluggy passes a hookimpl only the arguments it names; one that names none is still called."""
+    calls = []
+
+    class Quiet:
+        @hookimpl
+        def register_tasks(self):
+            calls.append("tasks")
+
+        @hookimpl
+        def register_rewards(self):
+            calls.append("rewards")
+
+    info = Registry().add_plugin(Quiet(), name="quiet")
+    assert calls == ["tasks", "rewards"] and info.tasks == [] and info.rewards == []
+
+
+def test_what_each_plugin_registers_is_traced_to_it():
+    calls = []
+
+    def plugin(reward: str):
+        class Plugin:
+            @hookimpl
+            def register_rewards(self, register):
+                calls.append(reward)
+                register(reward, lambda completions, samples, **kw: [1.0] * len(completions))
+
+        return Plugin()
+
+    registry = Registry()
+    registry.add_plugin(plugin("first.r"), name="first")
+    registry.add_plugin(plugin("second.r"), name="second")
+    assert calls == ["first.r", "second.r"]  # adding the second plugin does not call the first one again
+    assert registry.plugins["first"].rewards == ["first.r"] and registry.plugins["second"].rewards == ["second.r"]
+    assert registry.reward("second.r")(["a", "b"], [{}, {}]) == [1.0, 1.0]
+
+
+def test_plugin_that_raises_in_its_hook_names_itself():
+    class Plugin:
+        @hookimpl
+        def register_tasks(self, register):
+            raise KeyError("oops")
+
+    with pytest.raises(PluginError, match=r"^plugin 'raiser' raised in register_tasks: KeyError: 'oops'"):
+        Registry().add_plugin(Plugin(), name="raiser")
+
+
+def test_registry_imports_nothing_of_core():
+    """The registry is the bottom layer: it imports only itself (and third-party libraries)."""
+    for path in Path(get_registry.__code__.co_filename).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1, f"{path.name}: relative import leaves the registry"
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            for name in names:
+                assert name.split(".")[0] != "perception_r1" or name.startswith("perception_r1.registry"), (
+                    f"{path.name} imports {name}"
+                )
+
+
+# -- the allow-list says what it does -------------------------------------------------------------------------
+def test_allow_list_name_that_matches_no_plugin_warns(plugin_dir, monkeypatch):
+    make_dist(plugin_dir, "echo-plugin", "echo_plugin", GOOD_PLUGIN)
+    monkeypatch.setenv("PERCEPTION_R1_PLUGINS", "echo-plugin,nosuch")
+    with pytest.warns(PluginWarning, match=r'^PERCEPTION_R1_PLUGINS="echo-plugin,nosuch": nosuch matches no '
+                      r"installed plugin \(third-party plugins: .*echo_plugin \(echo-plugin\)"):
+        registry = get_registry()
+    assert "echo" in registry.tasks
+
+
+def test_allow_list_of_installed_names_does_not_warn(plugin_dir, monkeypatch):
+    make_dist(plugin_dir, "echo-plugin", "echo_plugin", GOOD_PLUGIN)
+    for allow in ("echo-plugin", "echo_plugin", "", "ocr,echo_plugin"):
+        monkeypatch.setenv("PERCEPTION_R1_PLUGINS", allow)
+        reset_registry()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            get_registry()
+
+
+def test_unknown_task_names_the_filter_that_hid_it(plugin_dir, monkeypatch):
+    make_dist(plugin_dir, "echo-plugin", "echo_plugin", GOOD_PLUGIN)
+    monkeypatch.setenv("PERCEPTION_R1_PLUGINS", "")
+    registry = get_registry()
+    hid = r'; PERCEPTION_R1_PLUGINS="" is set and hides the plugins .*echo_plugin \(echo-plugin\)'
+    with pytest.raises(PluginError, match=r"^unknown task 'echo' \(installed tasks: counting, .*\)" + hid):
+        registry.task("echo")
+    with pytest.raises(PluginError, match=r"^unknown reward 'echo.shout' \(known rewards: .*\)" + hid):
+        registry.reward("echo.shout")
+
+
+def test_unknown_task_without_a_filter_says_nothing_of_it():
+    registry = Registry()
+    registry.load_entry_points(allow=None)
+    with pytest.raises(PluginError) as caught:
+        registry.task("nope")
+    assert "PERCEPTION_R1_PLUGINS" not in str(caught.value)
+
+
+def test_cli_filter_warning_is_one_line_and_the_command_runs(plugin_dir):
+    result = run_cli("tasks", env={"PERCEPTION_R1_PLUGINS": "nosuch"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith('perception-r1: warning: PERCEPTION_R1_PLUGINS="nosuch": nosuch matches no')
+    assert result.stderr.count("\n") == 1 and "ocr" in result.stdout
+
+
+def test_cli_unknown_task_hidden_by_the_filter(plugin_dir):
+    make_dist(plugin_dir, "echo-plugin", "echo_plugin", GOOD_PLUGIN)
+    result = run_cli("score", "--task", "echo", "nothing.jsonl", env={"PERCEPTION_R1_PLUGINS": ""})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "unknown task 'echo'" in result.stderr
+    assert 'PERCEPTION_R1_PLUGINS="" is set and hides the plugins' in result.stderr and "echo_plugin" in result.stderr
+
+
+def test_task_corpus_reads_only_the_tasks_it_is_given():
+    from perception_r1.model.tiny import task_corpus
+
+    counting = get_registry().task("counting")
+    texts = task_corpus([counting], n_per_task=2)
+    assert len(texts) == 2 * 3  # per sample: the prompt, the answer in norm1000 and in the task's own space
+    assert texts[0].startswith(counting.prompt_template.split("{")[0])

@@ -17,6 +17,7 @@ import pytest
 from perception_r1.cli import main
 from perception_r1.cli.newplugin import create_plugin, find_template
 from perception_r1.errors import UserError
+from perception_r1.registry import Registry, hookimpl
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "plugins" / "template"
@@ -86,6 +87,19 @@ def test_new_plugin_never_overwrites(tmp_path, capsys):
     (tmp_path / "perception-r1-mine").mkdir()
     assert main(["new-plugin", "mine", "--dir", str(tmp_path)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_new_plugin_checks_names_against_the_registry_it_is_given(tmp_path):
+    class Plugin:
+        @hookimpl
+        def register_rewards(self, register):
+            register("taken", lambda completions, samples, **kw: [0.0] * len(completions))
+
+    registry = Registry()
+    registry.add_plugin(Plugin(), name="p")
+    with pytest.raises(UserError, match="'taken' is already installed"):
+        create_plugin("taken", tmp_path, template=TEMPLATE, registry=registry)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_template_is_a_user_error(tmp_path):

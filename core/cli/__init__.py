@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 
 import click
 
 from perception_r1 import __version__
 from perception_r1.errors import UserError
-from perception_r1.registry import PluginError, get_registry
+from perception_r1.registry import PluginError, PluginWarning, get_registry
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,9 +57,28 @@ def _register_commands() -> None:
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def _plugin_warnings_one_line(default):
+    """A ``warnings.showwarning`` that prints a :class:`PluginWarning` as one line for the user."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, PluginWarning):
+            click.echo(f"perception-r1: warning: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user-fixable errors become one line on stderr and exit code 2, never a traceback."""
     _register_commands()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PluginWarning)
+        warnings.showwarning = _plugin_warnings_one_line(warnings.showwarning)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         # the command line is kept for commands that hand it on (run under `accelerate launch --cpu`)
         args = list(sys.argv[1:] if argv is None else argv)

@@ -101,9 +101,9 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
     with progress() as bar, torch.no_grad():
         tid = bar.add_task(f"eval {task_name}", total=len(samples), status="")
         if max_new_tokens is None:  # the same defaults as `run`, so eval and training agree
-            from perception_r1.train.config import PAPER_MAX_NEW_TOKENS, TINY_MAX_NEW_TOKENS
+            from perception_r1.train.config import model_defaults
 
-            max_new_tokens = PAPER_MAX_NEW_TOKENS if model else TINY_MAX_NEW_TOKENS
+            max_new_tokens = model_defaults(sum(p.numel() for p in policy.model.parameters()))["max_new_tokens"]
         metrics, records = evaluate_policy(policy, task, samples, batch_size, max_new_tokens,
                                            on_batch=lambda n: bar.advance(tid, n))
     paper = paper_results.lookup(task, benchmark)

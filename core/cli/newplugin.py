@@ -11,10 +11,14 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from perception_r1.errors import UserError
+
+if TYPE_CHECKING:
+    from perception_r1.registry import Registry
 
 #: tokens of the template that name it; each becomes the new plugin's own name
 DIST_TOKEN = "perception-r1-template"
@@ -60,8 +64,11 @@ def rename(text: str, name: str, *, is_pyproject: bool = False) -> str:
     return text
 
 
-def create_plugin(name: str, parent: Path, template: Path | None = None) -> Path:
-    """Write ``parent/perception-r1-NAME``, a renamed copy of the template. Returns its path."""
+def create_plugin(name: str, parent: Path, template: Path | None = None, registry: Registry | None = None) -> Path:
+    """Write ``parent/perception-r1-NAME``, a renamed copy of the template. Returns its path.
+
+    ``registry``: the installed tasks and rewards the new name must not clash with (``None``: no check).
+    """
     if not NAME_RE.match(name) or len(name) > MAX_NAME:
         raise UserError(
             f"plugin name '{name}' must be lowercase letters, digits and single hyphens, starting with a "
@@ -69,12 +76,6 @@ def create_plugin(name: str, parent: Path, template: Path | None = None) -> Path
         )
     if name == TASK_TOKEN:
         raise UserError(f"'{TASK_TOKEN}' is the template's own name; pick another")
-    from perception_r1.registry import PluginError, get_registry
-
-    try:
-        registry = get_registry()
-    except PluginError:  # a broken installed plugin must not stop anyone from starting a new one
-        registry = None
     if registry is not None and (name in registry.tasks or name in registry.rewards):
         raise UserError(f"a task or reward named '{name}' is already installed; pick another name")
     source = find_template(template)
@@ -116,6 +117,12 @@ def create_plugin(name: str, parent: Path, template: Path | None = None) -> Path
 )
 def command(name: str, directory: Path, template: Path | None) -> None:
     """Create a new task plugin NAME from the plugin template, renamed and ready to pip-install."""
-    target = create_plugin(name, directory, template)
+    from perception_r1.registry import PluginError, get_registry
+
+    try:
+        registry = get_registry()
+    except PluginError:  # a broken installed plugin must not stop anyone from starting a new one
+        registry = None
+    target = create_plugin(name, directory, template, registry)
     click.echo(f"created {target}")
     click.echo(f"next: pip install -e {target} && (cd {target} && pytest)")

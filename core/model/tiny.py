@@ -12,6 +12,10 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perception_r1.contract import Task
 
 # The special tokens of Qwen2-VL, in its order (the processor looks several of them up by name).
 SPECIAL_TOKENS = [
@@ -82,13 +86,12 @@ class TinyConfig:
         return [t, hw, half - t - hw]
 
 
-def task_corpus(n_per_task: int = 64, seed: int = 0) -> list[str]:
-    """Prompts and rendered answers of every registered task's synthetic samples, in the default space."""
+def task_corpus(tasks: Iterable[Task], n_per_task: int = 64, seed: int = 0) -> list[str]:
+    """Prompts and rendered answers of the tasks' synthetic samples (in name order), in the default space."""
     from perception_r1.data.synthetic import synthetic_samples
-    from perception_r1.registry import get_registry
 
     texts: list[str] = []
-    for _, task in sorted(get_registry().tasks.items()):
+    for task in sorted(tasks, key=lambda t: t.name):
         for sample in synthetic_samples(task, "train", n_per_task, seed=seed):
             texts.append(task.prompt(sample))
             for coords in ("norm1000", task.coord_space):  # the tiny model answers in norm1000
@@ -176,10 +179,12 @@ def build_tiny(
     corpus: list[str] | None = None,
     cfg: TinyConfig | None = None,
     seed: int = 0,
+    tasks: Iterable[Task] | None = None,
 ) -> Path:
     """Build tokenizer + processor + model (random init) and save them to ``out_dir``.
 
-    ``corpus`` defaults to :func:`task_corpus` (the registered tasks' synthetic prompts and answers).
+    ``corpus`` defaults to :func:`task_corpus` of ``tasks``; with neither given, of the installed tasks
+    (the embedded default, built when it is missing).
     """
     import torch
     from transformers import Qwen2VLImageProcessorPil
@@ -187,7 +192,8 @@ def build_tiny(
     from perception_r1.model.processor import make_processor, save_model_dir
 
     cfg = cfg or TinyConfig()
-    corpus = task_corpus() if corpus is None else corpus
+    if corpus is None:
+        corpus = task_corpus(installed_tasks() if tasks is None else tasks)
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(corpus, cfg.vocab_size)
     image_processor = Qwen2VLImageProcessorPil(min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
@@ -199,7 +205,14 @@ def build_tiny(
     return out
 
 
+def installed_tasks() -> list[Task]:
+    """The tasks of the process-wide registry: the default only where nobody hands tasks in."""
+    from perception_r1.registry import get_registry
+
+    return list(get_registry().tasks.values())
+
+
 if __name__ == "__main__":  # python -m perception_r1.model.tiny OUT_DIR  (corpus: the registered tasks)
     import sys
 
-    print(build_tiny(sys.argv[1]))
+    print(build_tiny(sys.argv[1], tasks=installed_tasks()))

@@ -18,13 +18,16 @@ import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from perception_r1.contract import PaperBenchmark, ParseError, Shapes, Task, contract_problems
+
+if TYPE_CHECKING:
+    from perception_r1.registry import Registry
 
 #: generous wall-clock bound for one parse/reward call on a 1 MB input: catches blow-ups, not slowness
 SLOW_CALL_SECONDS = 5.0
@@ -267,12 +270,15 @@ def check_task(task: Task, *, max_examples: int = 200, n_samples: int = 4) -> di
     return {"samples": len(samples), "fuzzed_inputs": fuzzed}
 
 
-def check_discoverable(task_name: str) -> Task:
-    """The task is installed and found through the ``perception_r1`` entry-point group."""
-    from perception_r1.registry import get_registry, reset_registry
+def check_discoverable(task_name: str, registry: Registry | None = None) -> Task:
+    """The task is installed and found through the ``perception_r1`` entry-point group.
 
-    reset_registry()
-    registry = get_registry()
+    Looks in ``registry``; by default in a new one loaded from the installed entry points, as a command
+    would (``PERCEPTION_R1_PLUGINS`` applies), leaving the process-wide registry alone.
+    """
+    from perception_r1.registry import load_registry
+
+    registry = load_registry() if registry is None else registry
     assert task_name in registry.tasks, (
         f"task '{task_name}' is not registered by any installed plugin "
         f"(installed: {', '.join(sorted(registry.tasks))}); is the plugin pip-installed?"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,36 @@ PAPER_LEARNING_RATE = 1e-6
 TINY_LEARNING_RATE = 1e-4
 PAPER_MAX_NEW_TOKENS = 768  # grounding and counting in the paper (2048 for detection)
 TINY_MAX_NEW_TOKENS = 160  # the tiny model's longest answers (detection) fit
+#: a model with fewer parameters gets the small-model defaults (the embedded base, or SFT made from it)
+SMALL_MODEL_PARAMS = 100_000_000
+
+
+def model_defaults(num_params: int) -> dict[str, Any]:
+    """The defaults that depend on what the model is: its size decides, not where it was loaded from."""
+    if num_params < SMALL_MODEL_PARAMS:
+        return {"learning_rate": TINY_LEARNING_RATE, "max_new_tokens": TINY_MAX_NEW_TOKENS}
+    return {"learning_rate": PAPER_LEARNING_RATE, "max_new_tokens": PAPER_MAX_NEW_TOKENS}
+
+
+def fill_model_defaults(config: dict[str, Any], num_params: int) -> list[str]:
+    """Fill the model-dependent keys left null; returns the keys it filled."""
+    filled = [k for k, v in model_defaults(num_params).items() if config.get(k) is None]
+    config.update({k: model_defaults(num_params)[k] for k in filled})
+    return filled
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``["group_size=4", "temperature=0.7"]`` -> {key: value}; values are read as YAML (numbers, true, null)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: use KEY=VALUE (keys: {', '.join(sorted(DEFAULTS))})")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise UserError(f"--set {item!r}: the value is not valid YAML") from None
+    return out
 
 
 def _schema() -> dict[str, Any]:
@@ -84,7 +115,10 @@ def validate(config: dict[str, Any], source: str = "config") -> None:
 
 
 def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Defaults < config file < overrides (flags given on the command line; None means not given)."""
+    """Defaults < config file < overrides (flags given on the command line; None means not given).
+
+    ``learning_rate`` and ``max_new_tokens`` left null are filled by :func:`fill_model_defaults` from the
+    model's size when it is loaded."""
     config = dict(DEFAULTS)
     if file is not None:
         from_file = read_config_file(file)
@@ -94,11 +128,7 @@ def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = N
     if config["task"] is None:
         config["task"] = _schema()["properties"]["task"]["default"]
     validate(config)
-    if config["learning_rate"] is None:
-        config["learning_rate"] = PAPER_LEARNING_RATE if config["model"] else TINY_LEARNING_RATE
-    if config["max_new_tokens"] is None:
-        config["max_new_tokens"] = PAPER_MAX_NEW_TOKENS if config["model"] else TINY_MAX_NEW_TOKENS
-    return config
+    return config  # learning_rate / max_new_tokens may stay null: fill_model_defaults, once the model is known
 
 
 def dump_yaml(config: dict[str, Any]) -> str:

@@ -43,18 +43,28 @@ def parse_reward_flags(flags: Sequence[str]) -> dict[str, float]:
 
 
 def build_rewards(registry: Any, tasks: Sequence[Task], weights: Mapping[str, float]) -> list[WeightedReward]:
-    """Resolve reward names through the registry; with no weights given, each task's own reward at 1.0."""
-    weights = dict(weights) or {task.name: 1.0 for task in tasks}
+    """Resolve reward names through the registry. Each task's own reward counts at weight 1 unless ``weights``
+    names it (weight 0 drops it); every other name given is added with its weight."""
+    weights = {**{task.name: 1.0 for task in tasks}, **weights}
     by_name = {task.name: task for task in tasks}
     rewards = []
     for name, weight in weights.items():
+        if weight == 0:
+            continue
         if name in by_name:
             rewards.append(WeightedReward(name, weight, task=by_name[name]))
         elif name in registry.tasks:
             raise UserError(f"reward '{name}' is the reward of task '{name}', which this run does not train")
         else:
             rewards.append(WeightedReward(name, weight, fn=registry.reward(name)))
+    if not rewards:
+        raise UserError("every reward has weight 0: nothing to train on")
     return rewards
+
+
+def describe(rewards: Sequence[WeightedReward]) -> str:
+    """``ocr x1 + brevity.length_penalty x0.1``: the resolved weights, as a run prints them at its start."""
+    return " + ".join(f"{r.name} x{r.weight:g}" for r in rewards)
 
 
 def score(

@@ -26,10 +26,10 @@ from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.train import checkpoint
-from perception_r1.train.config import dump_yaml
+from perception_r1.train.config import dump_yaml, fill_model_defaults
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.optim import gradients
-from perception_r1.train.rewards import build_rewards, component_means
+from perception_r1.train.rewards import build_rewards, component_means, describe
 from perception_r1.train.step import Record, assign_advantages, group_records, rollout, score_records
 
 EVAL_SEED = 0  # the held-out set is the same for every run, whatever its --seed, so runs compare
@@ -49,6 +49,14 @@ def resolve_tasks(registry: Any, spec: str, templates: dict[str, str]) -> list[T
     if unknown:
         raise UserError(f"prompt_templates names task(s) not in this run: {', '.join(sorted(unknown))}")
     return tasks
+
+
+def start_line(config: dict[str, Any], model: str, num_params: int, filled: list[str], rewards) -> str:
+    """What a run will do, printed before it starts: the settings a user most often needs to check."""
+    why = f" (default for a model of {num_params / 1e6:.1f}M parameters; --lr to change)" if "learning_rate" in filled else ""
+    return (f"GRPO on {config['task']}: model {model}, lr {config['learning_rate']:g}{why}, "
+            f"{config['steps']} steps x {config['prompts_per_step']} prompts x G={config['group_size']}, "
+            f"rewards: {describe(rewards)}, torch threads {torch.get_num_threads()}")
 
 
 #: below this KL (nats per token) the policy counts as equal to the reference (float noise is ~1e-8)
@@ -79,6 +87,10 @@ class Trainer:
         self.tasks = resolve_tasks(registry, config["task"], config["prompt_templates"])
         self.rewards = build_rewards(registry, self.tasks, config["rewards"])
         self.policy = Policy.load(config["model"])
+        num_params = sum(p.numel() for p in self.policy.model.parameters())
+        filled = fill_model_defaults(config, num_params)
+        if self.main:
+            console.print(start_line(config, self.policy.name, num_params, filled, self.rewards), highlight=False, markup=False)
         self.policy.model.train()
         self.reference = None
         if config["beta"] > 0:  # the frozen start point the KL term pulls towards
