@@ -1,8 +1,19 @@
 """perception-r1: rule-based RL (GRPO) for visual perception, with every task a plugin."""
 
-from perception_r1.contract import COORD_SPACES, ParseError, RewardResult, Task
+from perception_r1.contract import (
+    COORD_SPACES,
+    Loaded,
+    PaperBenchmark,
+    ParseError,
+    RewardResult,
+    Shapes,
+    Task,
+)
 from perception_r1.registry.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
-__all__ = ["COORD_SPACES", "ParseError", "RewardResult", "Task", "__version__", "hookimpl"]
+__all__ = [
+    "COORD_SPACES", "Loaded", "PaperBenchmark", "ParseError", "RewardResult", "Shapes", "Task", "__version__",
+    "hookimpl",
+]

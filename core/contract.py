@@ -14,6 +14,10 @@ A *sample* is a plain dict, the same in training, scoring and evaluation:
 ==============  =============================================================================
 
 An evaluation *record* is a sample plus ``completion`` (the model's text).
+
+Besides the task itself, this module holds the small types a task hands back to the framework:
+:class:`Loaded` (samples read from files), :class:`Shapes` (what to draw) and :class:`PaperBenchmark`
+(the paper's numbers on a benchmark the task reads).
 """
 
 from __future__ import annotations
@@ -52,12 +56,66 @@ class RewardResult:
         return {"total": self.total, **self.components}
 
 
+@dataclass
+class Loaded:
+    """Samples a task read from local files, the format they were in (e.g. ``coco-2017``) and the paper
+    benchmark they are (e.g. ``"COCO val2017"``, a key of the task's ``paper_benchmarks``), if any."""
+
+    samples: list[dict[str, Any]]
+    format: str
+    benchmark: str | None = None
+
+
+@dataclass
+class Shapes:
+    """What a solution or an answer shows on its image, in original-image pixels (x right, y down).
+
+    ``boxes`` are ``[x1, y1, x2, y2]``, ``points`` ``[x, y]``, ``polygons`` lists of ``[x, y]``;
+    ``labels[i]`` is written beside ``boxes[i]`` (beside ``polygons[i]`` when there are no boxes);
+    ``text`` is a reading shown under the picture (OCR's text).
+    """
+
+    boxes: list[list[float]] = field(default_factory=list)
+    points: list[list[float]] = field(default_factory=list)
+    polygons: list[list[list[float]]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    text: str | None = None
+
+    def coordinates(self) -> list[float]:
+        """Every coordinate of every shape, flattened (for checks: all must be finite)."""
+        flat = [v for box in self.boxes for v in box] + [v for point in self.points for v in point]
+        return flat + [v for polygon in self.polygons for point in polygon for v in point]
+
+
+@dataclass(frozen=True)
+class PaperBenchmark:
+    """The paper's numbers on one benchmark: ``metrics`` maps a metric (the task's own name and unit) to
+    ``(base model, Perception-R1)``; ``perplexity`` is the perceptual perplexity the paper measured on the
+    benchmark's data set (None when it reports none)."""
+
+    metrics: Mapping[str, tuple[float, float]]
+    perplexity: float | None = None
+
+
 class Task:
     """Base class of a perception task. Subclasses set the class attributes and implement five methods.
 
     Implement: ``parse``, ``reward``, ``evaluate``, ``render`` (the ideal completion for a sample,
     used by SFT and the contract kit) and ``synthetic`` (one generated sample with an image, for the
-    embedded default). Optionally ``load`` (real data from local files).
+    embedded default).
+
+    Optional parts, each with a default, so the framework never has to guess about a task:
+
+    * ``load(path, split, limit)``: real data from local files in the task's formats, as :class:`Loaded`
+      (default: no loader). Bad rows raise ``ValueError`` (or ``UserError``) naming ``file:row``;
+      :mod:`perception_r1.tasks.rows` has the helpers for that.
+    * drawing, for the report: ``draw_solution(sample)`` and ``draw_answer(answer, sample)`` (a parsed
+      answer, in the sample's ``coords``) as :class:`Shapes` in original-image pixels (default: nothing
+      to draw); ``caption(sample)``, the line shown under a picture (default: the query's fields).
+    * ``objects(solution)``: how many objects perceptual perplexity counts in a solution, whose answer
+      may list them in any order (``n`` -> ``n!`` matchings); None for a single answer (the default).
+    * ``paper_benchmarks``: benchmark name -> :class:`PaperBenchmark`, the paper's numbers for the
+      benchmarks this task reads, shown beside ``eval`` results (default: none).
     """
 
     name: ClassVar[str] = ""
@@ -71,6 +129,8 @@ class Task:
     #: the primary metric's value for perfect predictions (1.0 accuracy, 0.0 edit distance, ...)
     best_metric_value: ClassVar[float] = 1.0
     default_query: ClassVar[dict[str, str]] = {}
+    #: the paper's numbers for the benchmarks this task reads (see :class:`PaperBenchmark`)
+    paper_benchmarks: ClassVar[Mapping[str, PaperBenchmark]] = {}
 
     def __init__(self, prompt_template: str | None = None) -> None:
         if prompt_template is not None:
@@ -95,7 +155,8 @@ class Task:
         """One synthetic sample, with a PIL image, for the embedded default."""
         raise NotImplementedError
 
-    def load(self, path: str, split: str | None = None) -> list[dict[str, Any]]:
+    def load(self, path: str, split: str | None = None, limit: int | None = None) -> Loaded:
+        """At most ``limit`` samples of ``split`` from the local file or folder ``path``."""
         raise NotImplementedError(f"task '{self.name}' has no loader for real data")
 
     # -- provided --------------------------------------------------------------------------------
@@ -116,6 +177,24 @@ class Task:
     def validate_solution(self, solution: Any) -> None:
         """Raise ``jsonschema.ValidationError`` when ``solution`` breaks the task's schema."""
         jsonschema.validate(solution, self.solution_schema)
+
+    # -- optional: drawing and perceptual perplexity -----------------------------------------------
+    def draw_solution(self, sample: Mapping[str, Any]) -> Shapes:
+        """The ground truth of ``sample`` as shapes in original-image pixels."""
+        return Shapes()
+
+    def draw_answer(self, answer: Any, sample: Mapping[str, Any]) -> Shapes:
+        """A parsed ``answer`` (in the sample's ``coords``) as shapes in original-image pixels; may raise
+        ``ValueError`` when the answer cannot be placed (e.g. an unknown coordinate space)."""
+        return Shapes()
+
+    def caption(self, sample: Mapping[str, Any]) -> str:
+        """The line shown under a sample's picture: its query's fields."""
+        return "; ".join(f"{k}: {v}" for k, v in (sample.get("query") or {}).items())
+
+    def objects(self, solution: Mapping[str, Any]) -> int | None:
+        """Objects a solution lists in free order (perceptual perplexity: ``n!`` matchings); None = one answer."""
+        return None
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"

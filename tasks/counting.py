@@ -39,13 +39,15 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
-from perception_r1.tasks import answers, geometry, matching
-from perception_r1.tasks.rows import load_jsonl, row_sample
+from perception_r1.contract import Loaded, PaperBenchmark, Shapes
+from perception_r1.errors import UserError
+from perception_r1.tasks import answers, geometry, matching, rows
 from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects, plural
 
 #: most items (boxes or points) an answer may hold: far above any scene, far below a memory problem
@@ -157,14 +159,80 @@ def count_reward(centres: np.ndarray, sample: Mapping[str, Any], space: str) -> 
     return ratio * distance, ratio, distance
 
 
+# -- data: PixMo-Count, and a plain JSONL -----------------------------------------------------------
+#: the paper's counting results (accuracy as a fraction) and the perceptual perplexity it measured
+PAPER_BENCHMARKS = {
+    "PixMo-Count val": PaperBenchmark({"accuracy": (0.602, 0.781)}, perplexity=229_202.0),
+    "PixMo-Count test": PaperBenchmark({"accuracy": (0.505, 0.756)}, perplexity=229_202.0),
+}
+
+
+def _pixmo_points(value: Any) -> list[list[float]]:
+    if value is None:
+        return []
+    if isinstance(value, dict):  # `datasets` sequence-of-struct layout: {"x": [...], "y": [...]}
+        xs, ys = value.get("x") or [], value.get("y") or []
+        if len(xs) != len(ys):
+            raise rows.BadRow("points x and y have different lengths")
+        value = [{"x": x, "y": y} for x, y in zip(xs, ys, strict=True)]
+    if not isinstance(value, list):
+        raise rows.BadRow("points must be a list of {x, y}")
+    return [[rows.number(p["x"], "point x"), rows.number(p["y"], "point y")] for p in value]
+
+
+def _find_image(folder: Path, row: dict[str, Any]) -> Path:
+    sha = row.get("image_sha256")
+    if sha:
+        exact = folder / str(sha)
+        if exact.is_file():
+            return exact
+        for ext in rows.IMAGE_EXTS:
+            if (folder / f"{sha}{ext}").is_file():
+                return folder / f"{sha}{ext}"
+    url = row.get("image_url")
+    if url:
+        name = Path(str(url).split("?")[0]).name
+        if name and (folder / name).is_file():
+            return folder / name
+    raise rows.BadRow(f"no image file for sha256 {sha} / url {url} in {folder}")
+
+
+def load_pixmo_count(task: Task, root: Path, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """PixMo-Count parquet ``<root>/[data/]<split>-*.parquet`` (``validation`` for ``val``): ``points``
+    ([{x, y}] pixels), ``count``, ``label``, ``image_sha256``/``image_url`` with the downloaded images in
+    ``<root>/images/`` named by sha256 (any extension) or by the URL's file name; or an ``image`` column
+    with the bytes."""
+    names = ["validation", "val"] if split == "val" else [split]
+    files = rows.split_files(root, names, "parquet")
+    if not files:
+        raise UserError(f"{root}: no '{names[0]}' parquet files (expected {root}/[data/]{names[0]}-*.parquet)")
+    folder = rows.images_dir(root)
+
+    def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
+        points = _pixmo_points(row.get("points"))
+        count = row.get("count")
+        if count is not None and int(count) != len(points):
+            raise rows.BadRow(f"count {count} but {len(points)} points (the counting task needs every point)")
+        label = row["label"]
+        if not isinstance(label, str) or not label.strip():
+            raise rows.BadRow("label must be a non-empty string")
+        image = rows.embedded_image(row["image"]) if row.get("image") is not None else _find_image(folder, row)
+        sample = {"query": {"object": label.strip()}, "solution": {"points": points}}
+        if row.get("image_sha256"):
+            sample["id"] = f"{row['image_sha256'][:16]}-{label.strip()}"
+        return [rows.finish(task, sample, image)]
+
+    return rows.collect(task, rows.parquet_rows(files), convert, limit)
+
+
 def _counting_row(row: dict[str, Any]) -> dict[str, Any]:
     points = row["points"]
     if not isinstance(points, list):
-        raise ValueError("points must be a list of [x, y]")
-    solution: dict[str, Any] = {"points": [list(answers.numbers(p, 2, "a point")) for p in points]}
+        raise rows.BadRow("points must be a list of [x, y]")
+    solution: dict[str, Any] = {"points": [rows.numbers(p, 2, "a point") for p in points]}
     if "boxes" in row:
-        solution["boxes"] = [list(answers.check_box(answers.numbers(b, 4, "a box"))) for b in row["boxes"]]
-    return row_sample({"object": str(row["object"])}, solution, row)
+        solution["boxes"] = [rows.xyxy_box(b, "a box") for b in row["boxes"]]
+    return {"query": {"object": str(row["object"])}, "solution": solution}
 
 
 class CountingTask(Task):
@@ -190,6 +258,7 @@ class CountingTask(Task):
     reward_range = (0.0, 1.0)
     primary_metric = "accuracy"
     default_query = {"object": "objects"}
+    paper_benchmarks = PAPER_BENCHMARKS
 
     def parse(self, text: str) -> np.ndarray:
         return parse_centres(text)
@@ -237,11 +306,14 @@ class CountingTask(Task):
         key = "bbox_2d" if use_boxes else "point_2d"
         return "[" + ", ".join(f'{{"{key}": [{", ".join(row)}]}}' for row in rows) + "]"
 
-    def load(self, path: str, split: str | None = None) -> list[dict[str, Any]]:
-        """PixMo-Count-style JSONL, one image per line: ``{"image": "rel/path.jpg", "object": "people",
-        "points": [[x, y], ...]}`` in pixels, optional ``"boxes"`` (same instances, same order),
-        ``"image_size": [w, h]`` and ``"id"``."""
-        return load_jsonl(self, path, split, _counting_row)
+    def load(self, path: str, split: str | None = None, limit: int | None = None) -> Loaded:
+        """PixMo-Count parquet (see :func:`load_pixmo_count`), else PixMo-Count-style JSONL, one image per line:
+        ``{"image": "rel/path.jpg", "object": "people", "points": [[x, y], ...]}`` in pixels, optional
+        ``"boxes"`` (same instances, same order), ``"image_size": [w, h]`` and ``"id"``."""
+        split, root = split or "train", Path(path)
+        if root.is_dir() and rows.split_files(root, ["validation" if split == "val" else split], "parquet"):
+            return Loaded(load_pixmo_count(self, root, split, limit), "pixmo-count-parquet", f"PixMo-Count {split}")
+        return Loaded(rows.load_jsonl(self, path, split, limit, _counting_row), "jsonl")
 
     def synthetic(self, rng: random.Random) -> dict[str, Any]:
         """0-6 objects of one (color, shape) kind to count, among 0-2 distractors of other kinds."""
@@ -258,6 +330,20 @@ class CountingTask(Task):
             "query": {"object": f"{color} {plural(shape)}"},
             "solution": {"points": centres, "boxes": boxes},
         }
+
+    def draw_solution(self, sample: Mapping[str, Any]) -> Shapes:
+        solution = sample["solution"]
+        return Shapes(boxes=[[float(v) for v in box] for box in solution.get("boxes") or []],
+                      points=[[float(v) for v in point] for point in solution["points"]])
+
+    def draw_answer(self, answer: np.ndarray, sample: Mapping[str, Any]) -> Shapes:
+        if len(answer) == 0:
+            return Shapes()
+        points = geometry.to_pixels(answer, self.space(sample), sample["image_size"], sample.get("resized_size"))
+        return Shapes(points=points.tolist())
+
+    def objects(self, solution: Mapping[str, Any]) -> int:
+        return len(solution["points"])
 
 
 @hookimpl

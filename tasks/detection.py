@@ -37,12 +37,15 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
-from perception_r1.tasks import geometry
+from perception_r1.contract import Loaded, PaperBenchmark, Shapes
+from perception_r1.errors import UserError
+from perception_r1.tasks import geometry, rows
 from perception_r1.tasks.answers import FENCE, bounded_text, json_answer, numbers
 from perception_r1.tasks.coco import COCO_CLASSES, ImageBoxes, coco_ap
 from perception_r1.tasks.matching import minimize
@@ -180,6 +183,61 @@ def _solution(sample: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
     return boxes, labels
 
 
+# -- data: COCO 2017 ------------------------------------------------------------------------------------
+#: the paper's detection results (COCO AP, 0-100) and the perceptual perplexity it measured on COCO
+PAPER_BENCHMARKS = {
+    "COCO val2017": PaperBenchmark({"AP": (16.1, 31.9), "AP50": (23.7, 46.7), "AP75": (16.7, 33.4)}, perplexity=3.47e83),
+}
+
+
+def coco_files(root: Path, split: str) -> tuple[Path, Path]:
+    """(annotations file, image folder) of a COCO 2017 layout; ``val`` -> ``val2017``."""
+    name = split if split.endswith("2017") else f"{split}2017"
+    for ann in (root / "annotations" / f"instances_{name}.json", root / f"instances_{name}.json"):
+        if ann.is_file():
+            return ann, root / name
+    raise UserError(f"{root}: no annotations/instances_{name}.json (COCO 2017 layout)")
+
+
+def _coco_index(data: Any, ann_path: Path) -> tuple[dict[Any, str], dict[Any, list[tuple[int, Any]]]]:
+    """(category id -> name, image id -> [(1-based annotation index, annotation)]) of a COCO instances file."""
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise UserError(f"{ann_path}: not a COCO instances file (no 'images' list)")
+    categories = {c.get("id"): c.get("name") for c in data.get("categories", []) if isinstance(c, dict)}
+    by_image: dict[Any, list[tuple[int, Any]]] = {}
+    for i, ann in enumerate(data.get("annotations", []), 1):
+        image_id = ann.get("image_id") if isinstance(ann, dict) else None
+        by_image.setdefault(image_id, []).append((i, ann))
+    return categories, by_image
+
+
+def load_coco(task: Task, path: str | Path, split: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """One sample per image of ``instances_<split>2017.json``; crowd boxes (``iscrowd``) are left out,
+    as COCO counts them as regions to ignore, not objects to find. Labels are category names."""
+    ann_path, folder = coco_files(Path(path), split or "train")
+    data = rows.read_json(ann_path)
+    categories, by_image = _coco_index(data, ann_path)
+
+    def convert(img: dict[str, Any]) -> list[dict[str, Any]]:
+        if not isinstance(img, dict):
+            raise rows.BadRow("an image entry must be a JSON object")
+        boxes, labels = [], []
+        for i, ann in by_image.get(img["id"], []):
+            if ann.get("iscrowd"):
+                continue
+            name = categories.get(ann.get("category_id"))
+            if not name:
+                raise rows.BadRow(f"annotation {i}: category_id {ann.get('category_id')} is not in 'categories'")
+            boxes.append(rows.xywh_box(ann["bbox"], f"annotation {i} bbox"))
+            labels.append(name)
+        sample = {"id": str(img["id"]), "query": {}, "solution": {"boxes": boxes, "labels": labels},
+                  "image_size": rows.numbers([img["width"], img["height"]], 2, "image width/height")}
+        return [rows.finish(task, sample, folder / str(img["file_name"]))]
+
+    images = ((f"{ann_path}:image {i}", img) for i, img in enumerate(data["images"], 1))
+    return rows.collect(task, images, convert, limit)
+
+
 class DetectionTask(Task):
     name = "detection"
     description = "Find every object of the listed classes: JSON boxes with labels (COCO AP)."
@@ -200,6 +258,7 @@ class DetectionTask(Task):
     primary_metric = "AP"
     higher_is_better = True
     best_metric_value = 100.0
+    paper_benchmarks = PAPER_BENCHMARKS
 
     def __init__(
         self,
@@ -277,6 +336,27 @@ class DetectionTask(Task):
                 "labels": [obj.shape for obj in scene.objects],
             },
         }
+
+    def load(self, path: str, split: str | None = None, limit: int | None = None) -> Loaded:
+        """COCO 2017: ``<path>/annotations/instances_<split>2017.json`` + ``<path>/<split>2017/`` images."""
+        split = split or "train"
+        return Loaded(load_coco(self, path, split, limit), "coco-2017", f"COCO {split.removesuffix('2017')}2017")
+
+    def draw_solution(self, sample: Mapping[str, Any]) -> Shapes:
+        solution = sample["solution"]
+        return Shapes(boxes=[[float(v) for v in box] for box in solution["boxes"]],
+                      labels=[str(label) for label in solution["labels"]])
+
+    def draw_answer(self, answer: Objects, sample: Mapping[str, Any]) -> Shapes:
+        boxes = geometry.to_pixels(answer.boxes, self.space(sample), sample["image_size"], sample.get("resized_size"))
+        return Shapes(boxes=boxes.reshape(-1, 4).tolist(), labels=[str(label) for label in answer.labels])
+
+    def caption(self, sample: Mapping[str, Any]) -> str:
+        """Nothing: the query is the list of classes, the same long line for every sample."""
+        return ""
+
+    def objects(self, solution: Mapping[str, Any]) -> int:
+        return len(solution["boxes"])
 
 
 def _on_grid(value: float, unit: float) -> int | float:

@@ -41,12 +41,15 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
-from perception_r1.tasks import geometry
+from perception_r1.contract import Loaded, PaperBenchmark, Shapes
+from perception_r1.errors import UserError
+from perception_r1.tasks import geometry, rows
 from perception_r1.tasks.answers import (
     BOX,
     BOX_END,
@@ -61,7 +64,6 @@ from perception_r1.tasks.answers import (
     load_json,
     numbers,
 )
-from perception_r1.tasks.rows import load_jsonl, row_sample
 from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects
 
 #: longest completion parsed at all; a box answer is < 100 characters
@@ -101,13 +103,139 @@ def box_iou(box: Sequence[float], sample: Mapping[str, Any], space: str) -> floa
     return geometry.iou(pred, gt)
 
 
+#: the paper's grounding results (Acc@0.5 as a fraction); one answer per sample: perceptual perplexity 1
+PAPER_BENCHMARKS = {
+    name: PaperBenchmark({"acc@0.5": pair}, perplexity=1.0)
+    for name, pair in {
+        "RefCOCO val": (0.868, 0.891), "RefCOCO testA": (0.896, 0.914), "RefCOCO testB": (0.820, 0.845),
+        "RefCOCO+ val": (0.771, 0.817), "RefCOCO+ testA": (0.825, 0.868), "RefCOCO+ testB": (0.701, 0.743),
+        "RefCOCOg val": (0.833, 0.857), "RefCOCOg test": (0.831, 0.854),
+    }.items()
+}
+
+
+# -- data: RefCOCO / RefCOCO+ / RefCOCOg, and a plain JSONL ------------------------------------------
+REFCOCO_NAMES = {"refcoco": "RefCOCO", "refcoco+": "RefCOCO+", "refcocoplus": "RefCOCO+", "refcocog": "RefCOCOg"}
+_QWEN_REFCOCO = re.compile(r"^(refcoco[+g]?)_(\w+)\.jsonl$", re.IGNORECASE)
+
+
+def refcoco_name(path: Path) -> str | None:
+    """'RefCOCO', 'RefCOCO+' or 'RefCOCOg' from a folder or file name, else None."""
+    for part in reversed(path.parts):
+        key = part.lower().split("_")[0].removesuffix(".jsonl")
+        if key in REFCOCO_NAMES:
+            return REFCOCO_NAMES[key]
+    return None
+
+
+def _bench(path: Path, split: str) -> str | None:
+    name = refcoco_name(path)
+    return f"{name} {split}" if name else None
+
+
+def _expressions(value: Any) -> list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(s, str) and s.strip() for s in items):
+        raise rows.BadRow("referring expression(s) must be a non-empty string or list of strings")
+    return [s.strip() for s in items]
+
+
+def load_refcoco_parquet(task: Task, root: Path, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """lmms-lab RefCOCO-family parquet: one sample per referring expression of each row."""
+
+    def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
+        image = rows.embedded_image(row["image"])
+        box = rows.xywh_box(row["bbox"])
+        base = str(row.get("question_id") or row.get("file_name") or "")
+        out = []
+        for k, expr in enumerate(_expressions(row.get("answer", row.get("question")))):
+            sample = {"query": {"expression": expr}, "solution": {"bbox": box}}
+            if base:
+                sample["id"] = f"{base}-{k}"
+            out.append(rows.finish(task, sample, image))
+        return out
+
+    return rows.collect(task, rows.parquet_rows(rows.split_files(root, [split], "parquet")), convert, limit)
+
+
+def _refs_file(root: Path) -> Path | None:
+    for name in ("refs(unc).json", "refs(umd).json", "refs(google).json", "refs.json"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def load_refer_json(task: Task, root: Path, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """The refer toolkit's refs (as JSON) + COCO ``instances.json`` + images: one sample per sentence."""
+    refs_path, instances_path = _refs_file(root), root / "instances.json"
+    if refs_path is None or not instances_path.is_file():
+        raise UserError(f"{root}: need refs(unc).json (or refs(umd).json / refs.json) and instances.json")
+    refs, instances = rows.read_json(refs_path), rows.read_json(instances_path)
+    if not isinstance(refs, list) or not isinstance(instances, dict):
+        raise UserError(f"{refs_path}: expected a list of refs; {instances_path}: a COCO object")
+    images = {img.get("id"): img for img in instances.get("images", []) if isinstance(img, dict)}
+    anns = {ann.get("id"): ann for ann in instances.get("annotations", []) if isinstance(ann, dict)}
+    folder = rows.images_dir(root)
+
+    def convert(ref: dict[str, Any]) -> list[dict[str, Any]]:
+        if not isinstance(ref, dict):
+            raise rows.BadRow("a ref must be a JSON object")
+        ann, img = anns.get(ref["ann_id"]), images.get(ref["image_id"])
+        if ann is None:
+            raise rows.BadRow(f"ann_id {ref['ann_id']} is not in {instances_path.name}")
+        if img is None:
+            raise rows.BadRow(f"image_id {ref['image_id']} is not in {instances_path.name}")
+        box = rows.xywh_box(ann["bbox"])
+        size = rows.numbers([img["width"], img["height"]], 2, "image width/height")
+        sentences = [s.get("sent") if isinstance(s, dict) else s for s in ref["sentences"]]
+        out = []
+        for k, sent in enumerate(_expressions(sentences)):
+            sample = {"id": f"ref{ref.get('ref_id', '?')}-{k}", "query": {"expression": sent},
+                      "solution": {"bbox": box}, "image_size": size}
+            out.append(rows.finish(task, sample, folder / str(img["file_name"])))
+        return out
+
+    mine = ((f"{refs_path}:ref {i}", ref) for i, ref in enumerate(refs, 1)
+            if not isinstance(ref, dict) or ref.get("split") == split)
+    return rows.collect(task, mine, convert, limit)
+
+
+def load_qwen_refcoco_jsonl(task: Task, file: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Qwen-VL's RefCOCO evaluation JSONL: ``image`` (relative path), ``sent``, ``bbox`` xyxy, ``width``/``height``."""
+    folder = rows.images_dir(file.parent)
+
+    def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
+        sample: dict[str, Any] = {"query": {"expression": _expressions(row["sent"])[0]},
+                                  "solution": {"bbox": rows.xyxy_box(row["bbox"])}}
+        if "width" in row and "height" in row:
+            sample["image_size"] = rows.numbers([row["width"], row["height"]], 2, "width/height")
+        return [rows.finish(task, sample, folder / str(row["image"]))]
+
+    return rows.collect(task, rows.jsonl_rows(file), convert, limit)
+
+
+def load_refcoco(task: Task, root: Path, split: str, limit: int | None) -> Loaded | None:
+    """A RefCOCO-family layout at ``root`` (refer JSON, lmms-lab parquet, Qwen-VL JSONL), else None."""
+    if root.is_dir():
+        if _refs_file(root) is not None:
+            return Loaded(load_refer_json(task, root, split, limit), "refer-json", _bench(root, split))
+        if rows.split_files(root, [split], "parquet"):
+            return Loaded(load_refcoco_parquet(task, root, split, limit), "lmms-lab-parquet", _bench(root, split))
+        qwen = sorted(f for f in root.glob(f"*_{split}.jsonl") if _QWEN_REFCOCO.match(f.name))
+        if qwen:
+            return Loaded(load_qwen_refcoco_jsonl(task, qwen[0], limit), "qwen-vl-jsonl", _bench(qwen[0], split))
+    match = _QWEN_REFCOCO.match(root.name)
+    if root.is_file() and match:
+        return Loaded(load_qwen_refcoco_jsonl(task, root, limit), "qwen-vl-jsonl", _bench(root, match.group(2)))
+    return None
+
+
 def _grounding_row(row: dict[str, Any]) -> dict[str, Any]:
     if "bbox_xywh" in row:  # COCO / RefCOCO annotations
-        bbox = geometry.xywh_to_xyxy(numbers(row["bbox_xywh"], 4, "bbox_xywh")).tolist()
+        bbox = rows.xywh_box(row["bbox_xywh"], "bbox_xywh")
     else:
-        bbox = list(numbers(row["bbox"], 4, "bbox"))
-    check_box(bbox)
-    return row_sample({"expression": str(row["expression"])}, {"bbox": bbox}, row)
+        bbox = rows.xyxy_box(row["bbox"])
+    return {"query": {"expression": str(row["expression"])}, "solution": {"bbox": bbox}}
 
 
 class GroundingTask(Task):
@@ -125,6 +253,7 @@ class GroundingTask(Task):
     reward_range = (0.0, 2.0)
     primary_metric = "acc@0.5"
     default_query = {"expression": "object"}
+    paper_benchmarks = PAPER_BENCHMARKS
 
     def __init__(self, prompt_template: str | None = None, iou_power: float = 2.0) -> None:
         super().__init__(prompt_template)
@@ -171,11 +300,13 @@ class GroundingTask(Task):
             return f"<|box_start|>({x1},{y1}),({x2},{y2})<|box_end|>"
         return f'{{"bbox_2d": [{x1}, {y1}, {x2}, {y2}]}}'
 
-    def load(self, path: str, split: str | None = None) -> list[dict[str, Any]]:
-        """RefCOCO-style JSONL, one referring expression per line:
-        ``{"image": "rel/path.jpg", "expression": "...", "bbox": [x1, y1, x2, y2]}`` in pixels (or
-        ``"bbox_xywh"`` as in COCO annotations), optional ``"image_size": [w, h]`` and ``"id"``."""
-        return load_jsonl(self, path, split, _grounding_row)
+    def load(self, path: str, split: str | None = None, limit: int | None = None) -> Loaded:
+        """The RefCOCO family in any of its layouts (see :func:`load_refcoco`), else RefCOCO-style JSONL, one
+        referring expression per line: ``{"image": "rel/path.jpg", "expression": "...", "bbox": [x1, y1, x2, y2]}``
+        in pixels (or ``"bbox_xywh"`` as in COCO annotations), optional ``"image_size": [w, h]`` and ``"id"``."""
+        split = split or "train"
+        loaded = load_refcoco(self, Path(path), split, limit)
+        return loaded or Loaded(rows.load_jsonl(self, path, split, limit, _grounding_row), "jsonl")
 
     def synthetic(self, rng: random.Random) -> dict[str, Any]:
         """1-3 objects of distinct (color, shape) kinds; the expression names one of them."""
@@ -189,6 +320,14 @@ class GroundingTask(Task):
             "query": {"expression": f"{target.color} {target.shape}"},
             "solution": {"bbox": list(target.box)},
         }
+
+    def draw_solution(self, sample: Mapping[str, Any]) -> Shapes:
+        return Shapes(boxes=[[float(v) for v in sample["solution"]["bbox"]]])
+
+    def draw_answer(self, answer: Box, sample: Mapping[str, Any]) -> Shapes:
+        box = geometry.to_pixels(np.asarray(answer, dtype=np.float64), self.space(sample), sample["image_size"],
+                                 resized_size(sample))
+        return Shapes(boxes=[box.tolist()])
 
 
 @hookimpl

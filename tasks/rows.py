@@ -1,62 +1,213 @@
-"""Reading a task's local JSONL data: one sample per line, a bad row named by ``file:line``.
+"""Helpers for a task's ``load``: read the rows of local data files, check their values, make samples, and
+name the ``file:row`` of a bad row. The built-in tasks use them; so can any plugin.
 
-Grounding and counting read their JSONL layouts with these, so neither imports the other.
+A loader walks ``(where, row)`` pairs (:func:`jsonl_rows`, :func:`parquet_rows`, or its own, e.g. one per
+entry of a JSON list) and turns each row into samples with a ``convert(row) -> list[sample]`` function that
+raises :class:`BadRow` (KeyError and TypeError count too) when the row is wrong; :func:`collect` runs it and
+reports a bad row as a one-line :class:`~perception_r1.errors.UserError` ``<file>:<row>: bad '<task>' row
+(<reason>)``. :func:`finish` completes a sample: its image, ``image_size`` (from the image header when the row
+has none), ``task``, and the solution validated against the task's schema.
+
+Parquet is read with ``pyarrow`` (a ``datasets`` dependency) batch by batch rather than through
+``datasets.load_dataset``, which would first copy a multi-GB file into its cache and lose the row numbers.
+Embedded images stay compressed in memory (``PIL.Image.open`` on the bytes decodes lazily).
 """
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 from PIL import Image
 
-from perception_r1 import Task
-from perception_r1.tasks.answers import numbers
+from perception_r1.contract import Task
+from perception_r1.data.io import read_jsonl
+from perception_r1.errors import UserError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+
+Rows = Iterator[tuple[str, dict[str, Any]]]
 
 
-def load_jsonl(
-    task: Task, path: str, split: str | None, to_sample: Callable[[dict[str, Any]], dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Samples of ``task`` from ``<path>/<split>.jsonl`` (or ``path`` itself when it is a file).
+class BadRow(ValueError):
+    """One row is wrong; :func:`collect` adds ``file:row``."""
 
-    Each row is turned into a sample by ``to_sample`` (which raises KeyError / ValueError on a bad
-    row); ``image`` paths are relative to the file's folder; a missing ``image_size`` is read from
-    the image header. Any bad row is a ValueError naming ``file:line``.
-    """
+
+# -- values ------------------------------------------------------------------------------------------
+def number(value: Any, what: str) -> float:
+    """``value`` as a finite float (a JSON boolean is not a number), or BadRow."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadRow(f"{what} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def numbers(values: Any, n: int, what: str) -> list[float]:
+    """``values`` as a list of ``n`` finite floats, or BadRow."""
+    if not isinstance(values, list | tuple) or len(values) != n:
+        raise BadRow(f"{what} must be a list of {n} numbers, got {values!r}"[:200])
+    return [number(v, what) for v in values]
+
+
+def xywh_box(values: Any, what: str = "bbox") -> list[float]:
+    """A COCO ``[x, y, w, h]`` box as ``[x1, y1, x2, y2]``."""
+    x, y, w, h = numbers(values, 4, what)
+    if w < 0 or h < 0:
+        raise BadRow(f"{what} has a negative width or height")
+    return [x, y, x + w, y + h]
+
+
+def xyxy_box(values: Any, what: str = "bbox") -> list[float]:
+    """An ``[x1, y1, x2, y2]`` box with its corners in order."""
+    box = numbers(values, 4, what)
+    if box[2] < box[0] or box[3] < box[1]:
+        raise BadRow(f"{what} corners out of order (need x1 <= x2, y1 <= y2)")
+    return box
+
+
+# -- images ------------------------------------------------------------------------------------------
+def image_size(image: Any) -> list[int]:
+    """``[w, h]`` of a PIL image or an image file (the header only is read)."""
+    try:
+        if isinstance(image, Image.Image):
+            return [image.width, image.height]
+        with Image.open(image) as im:
+            return [im.width, im.height]
+    except OSError as exc:
+        raise BadRow(f"cannot open image {image} ({exc})") from exc
+
+
+def embedded_image(value: Any) -> Image.Image:
+    """A parquet ``image`` cell ({bytes, path} as `datasets` writes it) as a lazily decoded PIL image."""
+    data = value.get("bytes") if isinstance(value, dict) else value
+    if not isinstance(data, bytes | bytearray):
+        raise BadRow("image column holds no image bytes")
+    try:
+        return Image.open(io.BytesIO(data))
+    except OSError as exc:
+        raise BadRow(f"image bytes are not an image ({exc})") from exc
+
+
+def images_dir(root: Path) -> Path:
+    """``<root>/images`` when there is one, else ``root``."""
+    return root / "images" if (root / "images").is_dir() else root
+
+
+# -- samples -----------------------------------------------------------------------------------------
+def validate(task: Task, sample: dict[str, Any]) -> None:
+    """BadRow naming the schema path when the sample's solution breaks the task's schema."""
+    try:
+        task.validate_solution(sample["solution"])
+    except jsonschema.ValidationError as exc:
+        at = "/".join(str(p) for p in exc.absolute_path)
+        raise BadRow(f"solution breaks the '{task.name}' schema{' at ' + at if at else ''}: {exc.message}") from exc
+
+
+def finish(task: Task, sample: dict[str, Any], image: Any) -> dict[str, Any]:
+    """``sample`` with its image (a PIL image or a path, which must exist), ``image_size``, ``task``,
+    validated."""
+    sample["image"] = image
+    if not isinstance(image, Image.Image):
+        sample["image_path"] = str(image)
+        if not Path(image).is_file():
+            raise BadRow(f"image file {image} does not exist")
+    sample.setdefault("image_size", image_size(image))
+    sample["task"] = task.name
+    validate(task, sample)
+    return sample
+
+
+def collect(task: Task, rows: Rows, convert: Callable[[dict[str, Any]], list[dict[str, Any]]],
+            limit: int | None) -> list[dict[str, Any]]:
+    """The samples ``convert`` makes of ``rows``, at most ``limit``; a bad row is a UserError naming it.
+    A sample without an ``id`` gets one from its row's place (``val.jsonl-3``)."""
+    samples: list[dict[str, Any]] = []
+    for where, row in rows:
+        try:
+            made = convert(row)
+        except (BadRow, KeyError, TypeError) as exc:
+            reason = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise UserError(f"{where}: bad '{task.name}' row ({reason})") from exc
+        for sample in made:
+            sample.setdefault("id", where.rsplit("/", 1)[-1].replace(":row ", "-").replace(":", "-"))
+        samples += made
+        if limit is not None and len(samples) >= limit:
+            return samples[:limit]
+    return samples
+
+
+# -- files -------------------------------------------------------------------------------------------
+def jsonl_rows(file: Path) -> Rows:
+    """(``file:line``, object) for every non-blank line; a line that is not a JSON object is a UserError."""
+    return ((f"{file}:{lineno}", row) for lineno, row in read_jsonl(file))
+
+
+def parquet_rows(files: list[Path]) -> Rows:
+    """(``file:row n``, row as a dict) for every row of the parquet ``files``, in order."""
+    import pyarrow.parquet as pq
+
+    for file in files:
+        try:
+            reader = pq.ParquetFile(file)
+        except Exception as exc:  # pyarrow raises its own error types for a corrupt file
+            raise UserError(f"{file}: not a readable parquet file ({exc})") from exc
+        row = 0
+        for batch in reader.iter_batches(batch_size=256):
+            for item in batch.to_pylist():
+                row += 1
+                yield f"{file}:row {row}", item
+
+
+def split_files(root: Path, names: list[str], ext: str) -> list[Path]:
+    """``<root>/[data/]<name>-*.<ext>`` (or ``<name>.<ext>``) for the first name that has any."""
+    for name in names:
+        for folder in (root, root / "data"):
+            files = sorted(folder.glob(f"{name}-*.{ext}")) + sorted(folder.glob(f"{name}.{ext}"))
+            if files:
+                return files
+    return []
+
+
+def split_jsonl(task: Task, path: str | Path, split: str | None) -> Path:
+    """``<path>/<split>.jsonl`` (``train`` by default), or ``path`` itself when it is a file."""
     file = Path(path)
     if file.is_dir():
         file = file / f"{split or 'train'}.jsonl"
     if not file.is_file():
-        raise FileNotFoundError(f"task '{task.name}': no data file {file} (expected <data>/<split>.jsonl)")
-    samples = []
-    with file.open(encoding="utf-8") as lines:
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            where = f"{file}:{lineno}"
-            try:
-                row = json.loads(line)
-                sample = to_sample(row)
-                task.validate_solution(sample["solution"])
-                image = file.parent / str(row["image"])
-                if "image_size" not in sample:
-                    with Image.open(image) as im:  # reads the header only
-                        sample["image_size"] = list(im.size)
-            except (KeyError, TypeError, ValueError, OSError, jsonschema.ValidationError) as exc:
-                message = exc.message if isinstance(exc, jsonschema.ValidationError) else f"{type(exc).__name__}: {exc}"
-                raise ValueError(f"{where}: bad '{task.name}' row ({message})") from exc
-            sample.update(image=str(image), image_path=str(image))
-            sample.setdefault("id", str(row.get("id", f"{file.stem}-{lineno}")))
-            samples.append(sample)
-    return samples
+        raise UserError(f"task '{task.name}': no data file {file} (expected <data>/<split>.jsonl)")
+    return file
 
 
-def row_sample(query: dict[str, Any], solution: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """A sample of a JSONL row's query and solution, with the row's optional ``image_size`` checked."""
-    sample = {"query": query, "solution": solution}
-    if "image_size" in row:
-        sample["image_size"] = list(numbers(row["image_size"], 2, "image_size"))
-    return sample
+def read_json(path: Path) -> Any:
+    """A whole JSON file; UserError naming it when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def load_jsonl(task: Task, path: str | Path, split: str | None, limit: int | None,
+               to_sample: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Samples of the simple JSONL layout ``<path>/<split>.jsonl`` (or the file ``path``), one per line.
+
+    ``to_sample(row)`` gives a sample's ``query`` and ``solution`` (raising BadRow / KeyError on a bad row);
+    ``image`` is a path relative to the file's folder; ``image_size`` (else read from the image header) and
+    ``id`` (else ``<file stem>-<line>``) are optional.
+    """
+    file = split_jsonl(task, path, split)
+
+    def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
+        sample = to_sample(row)
+        if "image_size" in row:
+            sample["image_size"] = numbers(row["image_size"], 2, "image_size")
+        sample["id"] = str(row["id"])
+        return [finish(task, sample, str(file.parent / str(row["image"])))]
+
+    rows = ((f"{file}:{n}", {"id": f"{file.stem}-{n}", **row}) for n, row in read_jsonl(file))
+    return collect(task, rows, convert, limit)

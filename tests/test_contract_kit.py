@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from perception_r1 import ParseError, RewardResult, Task
+from perception_r1 import PaperBenchmark, ParseError, RewardResult, Shapes, Task
 from perception_r1.testing import check_task
 
 
@@ -80,6 +80,43 @@ class WrongBestMetric(GoodTask):
         return {"accuracy": 0.5}
 
 
+class DrawsNaN(GoodTask):
+    def draw_solution(self, sample):
+        return Shapes(boxes=[[0.0, 0.0, float("nan"), 4.0]])
+
+
+class DrawsADict(GoodTask):
+    def draw_answer(self, answer, sample):
+        return {"text": answer}
+
+
+class NegativeObjects(GoodTask):
+    def objects(self, solution):
+        return -1
+
+
+class PaperMetricNotReported(GoodTask):
+    paper_benchmarks = {"Upper val": PaperBenchmark({"acc@0.5": (0.5, 0.6)})}
+
+
+class PaperNumbersNotAPair(GoodTask):
+    paper_benchmarks = {"Upper val": PaperBenchmark({"accuracy": (0.5,)})}
+
+
+class WellDrawnPaperTask(GoodTask):
+    paper_benchmarks = {"Upper val": PaperBenchmark({"accuracy": (0.5, 0.6)}, perplexity=1.0)}
+
+    def draw_solution(self, sample):
+        return Shapes(text=sample["solution"]["text"], polygons=[[[0, 0], [8, 0], [8, 8]]], labels=["word"])
+
+    def objects(self, solution):
+        return len(solution["text"])
+
+
+def test_optional_parts_given_well_pass():
+    check_task(WellDrawnPaperTask(), max_examples=20)
+
+
 @pytest.mark.parametrize(
     ("task", "message"),
     [
@@ -90,6 +127,11 @@ class WrongBestMetric(GoodTask):
         (BadSchema(), "solution_schema is not a valid JSON Schema"),
         (SyntheticBreaksSchema(), "synthetic sample 0 breaks the schema"),
         (WrongBestMetric(), "perfect predictions give accuracy=0.5"),
+        (DrawsNaN(), "draw_solution .* coordinate nan that is not a finite number"),
+        (DrawsADict(), r"draw_answer \(sample 0\) returned dict, not Shapes"),
+        (NegativeObjects(), "objects .* returned -1"),
+        (PaperMetricNotReported(), "metric 'acc@0.5' is not one evaluate"),
+        (PaperNumbersNotAPair(), "must be a finite .base, Perception-R1. pair"),
     ],
 )
 def test_kit_rejects_a_broken_task(task, message):

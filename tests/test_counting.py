@@ -193,18 +193,20 @@ def test_parser_total_on_any_text(text):
 def test_load_jsonl_rows_from_local_files(tmp_path):
     from PIL import Image
 
+    from perception_r1.errors import UserError
+
     Image.new("RGB", (200, 100)).save(tmp_path / "a.png")
     (tmp_path / "train.jsonl").write_text(
         '{"image": "a.png", "object": "red squares", "points": [[50, 50], [150, 50]]}\n'
         '{"image": "a.png", "object": "cats", "points": [], "image_size": [200, 100]}\n'
     )
-    samples = TASK.load(str(tmp_path / "train.jsonl"))
+    samples = TASK.load(str(tmp_path / "train.jsonl")).samples
     assert [len(s["solution"]["points"]) for s in samples] == [2, 0]
     assert samples[0]["image_size"] == [200, 100]
     assert TASK.reward("(250,500)\n(750,500)", samples[0]).total == 1.0
     assert TASK.reward("none", samples[1]).total == 1.0
     (tmp_path / "val.jsonl").write_text('{"image": "a.png", "object": "x", "points": [[1, 2, 3]]}\n')
-    with pytest.raises(ValueError, match=r"val.jsonl:1"):
+    with pytest.raises(UserError, match=r"val.jsonl:1: bad 'counting' row \(a point must be a list of 2"):
         TASK.load(str(tmp_path), "val")
 
 

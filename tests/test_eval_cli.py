@@ -56,7 +56,7 @@ def test_predictions_rescore_to_the_same_metrics(tmp_path, name):
     samples = synthetic_samples(task, "heldout", 9, seed=0)
     metrics, records = evaluate_policy(ScriptedPolicy(task, samples), task, samples, batch_size=4)
     assert 0 < metrics["mean_reward"] < task.reward_range[1]  # a mix of right, partly right and wrong answers
-    write_eval_dir(tmp_path, name, None, "synthetic heldout (seed 0)", None, metrics, records)
+    write_eval_dir(tmp_path, task, None, "synthetic heldout (seed 0)", None, metrics, records)
     result = run_cli("score", "--task", name, str(tmp_path / "predictions.jsonl"), "--json")
     assert result.returncode == 0, result.stderr
     rescored = json.loads(result.stdout)

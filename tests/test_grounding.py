@@ -184,18 +184,23 @@ def test_parser_total_on_any_text(text):
 def test_load_jsonl_rows_from_local_files(tmp_path):
     from PIL import Image
 
+    from perception_r1.errors import UserError
+
     Image.new("RGB", (200, 100)).save(tmp_path / "a.png")
     (tmp_path / "val.jsonl").write_text(
         '{"image": "a.png", "expression": "red circle", "bbox": [20, 10, 60, 50]}\n\n'
         '{"image": "a.png", "expression": "dog", "bbox_xywh": [20, 10, 40, 40], "image_size": [200, 100], "id": "x"}\n'
     )
-    samples = TASK.load(str(tmp_path), "val")
+    loaded = TASK.load(str(tmp_path), "val")
+    samples = loaded.samples
+    assert loaded.format == "jsonl" and loaded.benchmark is None
     assert [s["solution"]["bbox"] for s in samples] == [[20, 10, 60, 50], [20, 10, 60, 50]]
     assert [s["image_size"] for s in samples] == [[200, 100], [200, 100]]
     assert samples[1]["id"] == "x" and samples[0]["image"] == str(tmp_path / "a.png")
     assert TASK.reward("(100,100),(300,500)", samples[0]).total == 2.0
     (tmp_path / "train.jsonl").write_text('{"image": "a.png", "expression": "x", "bbox": [60, 10, 20, 50]}\n')
-    with pytest.raises(ValueError, match=r"train.jsonl:1"):
+    with pytest.raises(UserError, match=r"train.jsonl:1: bad 'grounding' row \(bbox corners out of order"):
         TASK.load(str(tmp_path), "train")
-    with pytest.raises(FileNotFoundError, match="test.jsonl"):
+    with pytest.raises(UserError, match="test.jsonl"):
         TASK.load(str(tmp_path), "test")
+    assert len(TASK.load(str(tmp_path), "val", limit=1).samples) == 1

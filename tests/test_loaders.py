@@ -210,10 +210,36 @@ def test_coco_2017_instances(tmp_path):
         load_samples(_task("detection"), root, "val")
 
 
-def test_unknown_layout_falls_back_to_the_task_loader(tmp_path):
+def test_no_paper_layout_falls_back_to_the_tasks_plain_jsonl(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_samples(_task("grounding"), tmp_path / "missing", "val")
     _save(tmp_path / "a.jpg")
     (tmp_path / "val.jsonl").write_text(json.dumps({"image": "a.jpg", "expression": "x", "bbox": [1, 1, 5, 5]}) + "\n")
     loaded = load_samples(_task("grounding"), tmp_path, "val")
-    assert loaded.format == "task-loader" and loaded.samples[0]["solution"] == {"bbox": [1.0, 1.0, 5.0, 5.0]}
+    assert loaded.format == "jsonl" and loaded.samples[0]["solution"] == {"bbox": [1.0, 1.0, 5.0, 5.0]}
+    assert loaded.samples[0]["task"] == "grounding" and loaded.samples[0]["id"] == "val-1"
+
+
+def test_a_plugin_task_loads_through_the_same_dispatch(tmp_path):
+    """Core only asks ``task.load``: a task without one is a one-line error; one returning bare samples works;
+    its ValueError naming file:row becomes a UserError."""
+    from perception_r1 import Task
+
+    class NoLoader(Task):
+        name = "no-loader"
+
+    class ListLoader(Task):
+        name = "list-loader"
+
+        def load(self, path, split=None, limit=None):
+            if split == "bad":
+                raise ValueError(f"{path}/bad.txt:3: not a row")
+            return [{"id": str(i), "solution": {}} for i in range(5)]
+
+    with pytest.raises(UserError, match="task 'no-loader' has no loader for real data"):
+        load_samples(NoLoader(), tmp_path, "val")
+    loaded = load_samples(ListLoader(), tmp_path, "val", limit=2)
+    assert loaded.format == "task-loader" and [s["id"] for s in loaded.samples] == ["0", "1"]
+    assert all(s["task"] == "list-loader" for s in loaded.samples)
+    with pytest.raises(UserError, match=r"bad\.txt:3: not a row"):
+        load_samples(ListLoader(), tmp_path, "bad")

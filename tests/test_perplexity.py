@@ -15,19 +15,28 @@ from perception_r1.registry import get_registry
 
 def test_hand_counted_set():
     # 0, 1, 3 and 4 objects: 0! + 1! + 3! + 4! = 1 + 1 + 6 + 24 = 32 matchings over 4 samples
-    solutions = [{"points": [[0, 0]] * n} for n in (0, 1, 3, 4)]
-    result = perplexity(solutions)
+    result = perplexity([0, 1, 3, 4])
     assert result["mean"] == 8.0 and result["log10_mean"] == pytest.approx(math.log10(8))
     assert result["mean_objects"] == 2.0 and result["max_objects"] == 4
 
 
 def test_single_answer_tasks_have_perplexity_one():
-    assert perplexity([{"bbox": [1, 2, 3, 4]}, {"text": "abc"}])["mean"] == 1.0
+    registry = get_registry()
+    grounding, ocr = registry.task("grounding"), registry.task("ocr")
+    assert grounding.objects({"bbox": [1, 2, 3, 4]}) is None and ocr.objects({"text": "abc"}) is None
+    result = perplexity([None, None])
+    assert result["mean"] == 1.0 and not result["multi_object"]
+
+
+def test_multi_object_tasks_count_their_objects():
+    registry = get_registry()
+    assert registry.task("counting").objects({"points": [[1, 2]] * 3, "boxes": []}) == 3
+    assert registry.task("detection").objects({"boxes": [[0, 0, 1, 1]] * 2, "labels": ["a", "b"]}) == 2
 
 
 def test_huge_values_stay_finite_in_log10():
     # one sample with 200 boxes: 200! ~ 7.89e374 overflows a float; the log10 does not
-    result = perplexity([{"boxes": [[0, 0, 1, 1]] * 200}, {"boxes": []}])
+    result = perplexity([200, 0])
     assert result["mean"] is None
     assert result["log10_mean"] == pytest.approx(math.lgamma(201) / math.log(10) - math.log10(2), abs=1e-9)
     assert format_big(result["log10_mean"]).endswith("e+374")
@@ -42,7 +51,7 @@ def test_synthetic_counting_set_matches_a_hand_count():
     assert counts == [1, 2, 6, 1, 3, 3, 4, 0, 3, 6, 6, 4]
     # 1 + 2 + 720 + 1 + 6 + 6 + 24 + 1 + 6 + 720 + 720 + 24 = 2231 matchings over 12 samples
     expected = 2231 / 12
-    assert perplexity(s["solution"] for s in samples)["mean"] == pytest.approx(expected, rel=1e-12)
+    assert perplexity(task.objects(s["solution"]) for s in samples)["mean"] == pytest.approx(expected, rel=1e-12)
 
     result = run_cli("perplexity", "--task", "counting", "--limit", "12", "--json")
     assert result.returncode == 0, result.stderr

@@ -113,3 +113,24 @@ def test_not_a_run_directory(tmp_path):
         write_report(tmp_path)
     result = run_cli("report", str(tmp_path))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+def test_each_task_says_what_to_draw_and_what_to_caption(tmp_path):
+    """Detection draws labelled boxes and no caption (its query is the class list); OCR shows its text."""
+    registry = get_registry()
+    detection, ocr = registry.task("detection"), registry.task("ocr")
+    sample = {"id": "d-1", "task": "detection", "image_size": [100, 50], "coords": "pixels",
+              "query": {"classes": "circle, square"}, "solution": {"boxes": [[10, 10, 40, 40]], "labels": ["circle"]}}
+    truth = detection.draw_solution(sample)
+    assert truth == Shapes(boxes=[[10.0, 10.0, 40.0, 40.0]], labels=["circle"]) and detection.caption(sample) == ""
+    answer = detection.parse('[{"bbox_2d": [50, 10, 90, 40], "label": "square"}]')
+    assert detection.draw_answer(answer, sample) == Shapes(boxes=[[50.0, 10.0, 90.0, 40.0]], labels=["square"])
+    assert ocr.draw_solution({"solution": {"text": "hello"}}).text == "hello"
+    pio.write_jsonl(tmp_path / "predictions.jsonl", [record_of(sample, '[{"bbox_2d": [50, 10, 90, 40], "label": "square"}]',
+                                                                detection)])
+    page = build_report(tmp_path)
+    assert "classes: circle, square" not in page
+    (picture,) = _pngs(page)
+    scale = VIEW / 100
+    assert _is(picture.getpixel((int(10 * scale) + 1, int(30 * scale))), TRUTH)
+    assert _is(picture.getpixel((int(90 * scale) - 1, int(30 * scale))), PREDICTION)

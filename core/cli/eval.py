@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from perception_r1.contract import Task
 from perception_r1.display import metrics_table, print_table
 
 
@@ -21,7 +22,7 @@ def paper_columns(metrics: dict[str, float], paper: dict[str, tuple[float, float
 
 
 def write_eval_dir(
-    out_dir: str | Path, task_name: str, model: str | None, source: str, benchmark: str | None,
+    out_dir: str | Path, task: Task, model: str | None, source: str, benchmark: str | None,
     metrics: dict[str, float], records: list[dict[str, Any]],
 ) -> None:
     """predictions.jsonl (re-scorable by `perception-r1 score`), metrics.json and report.html in ``out_dir``."""
@@ -30,9 +31,9 @@ def write_eval_dir(
     from perception_r1.evaluate.report import write_report
 
     out = Path(out_dir)
-    paper = paper_results.lookup(task_name, benchmark)
+    paper = paper_results.lookup(task, benchmark)
     summary: dict[str, Any] = {
-        "task": task_name, "model": model or "embedded tiny model", "data": source, "benchmark": benchmark,
+        "task": task.name, "model": model or "embedded tiny model", "data": source, "benchmark": benchmark,
         "samples": len(records), "metrics": metrics,
         "paper": {k: {"base": b, "perception_r1": r} for k, (b, r) in paper.items()},
     }
@@ -105,9 +106,9 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
             max_new_tokens = model_defaults(sum(p.numel() for p in policy.model.parameters()))["max_new_tokens"]
         metrics, records = evaluate_policy(policy, task, samples, batch_size, max_new_tokens,
                                            on_batch=lambda n: bar.advance(tid, n))
-    paper = paper_results.lookup(task_name, benchmark)
+    paper = paper_results.lookup(task, benchmark)
     if out:
-        write_eval_dir(out, task_name, model, source, benchmark, metrics, records)
+        write_eval_dir(out, task, model, source, benchmark, metrics, records)
     if as_json:
         click.echo(json.dumps(metrics))
         return

@@ -7,7 +7,7 @@ import math
 
 import click
 
-from perception_r1.evaluate.paper_results import PERPLEXITY
+from perception_r1.evaluate.paper_results import perplexities
 from perception_r1.evaluate.perplexity import format_big, perplexity
 
 
@@ -26,7 +26,8 @@ def command(task_name: str, data: str | None, split: str, limit: int | None, see
     from perception_r1.errors import UserError
     from perception_r1.registry import get_registry
 
-    task = get_registry().task(task_name)
+    registry = get_registry()
+    task = registry.task(task_name)
     if data:
         samples = load_samples(task, data, split, limit).samples
         source = f"{data} ({split})"
@@ -37,7 +38,7 @@ def command(task_name: str, data: str | None, split: str, limit: int | None, see
         source = f"synthetic {split} (seed {seed})"
     if not samples:
         raise UserError(f"{source}: no samples")
-    result = {"task": task_name, "data": source, **perplexity(s["solution"] for s in samples)}
+    result = {"task": task_name, "data": source, **perplexity(task.objects(s["solution"]) for s in samples)}
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -45,5 +46,6 @@ def command(task_name: str, data: str | None, split: str, limit: int | None, see
             if result["multi_object"] else "single answer per sample")
     click.echo(f"{task_name} on {source}: {result['samples']} samples, {kind}")
     click.echo(f"perceptual perplexity: {format_big(result['log10_mean'])} (log10 {result['log10_mean']:.3f})")
-    paper = ", ".join(f"{k} {format_big(math.log10(v))}" for k, v in PERPLEXITY.items())
-    click.echo(f"paper: {paper}. RL gained most over SFT where this is high (counting, detection).")
+    paper = ", ".join(f"{k} {format_big(math.log10(v))}" for k, v in perplexities(registry.tasks.values()).items())
+    if paper:
+        click.echo(f"paper: {paper}. RL gained most over SFT where this is high.")

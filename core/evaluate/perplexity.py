@@ -5,40 +5,28 @@ A single-answer sample (one box, one text) has exactly 1; a sample with ``n`` ob
 RL beats SFT where it is high (PixMo-Count 229,202; COCO 3.47e+83) and gains little where it is 1.
 
 ``n!`` overflows floats beyond n = 170, so everything is computed with logarithms (``math.lgamma``) and
-the mean is reported as ``log10`` too; ``mean`` is None when it does not fit in a float.
+the mean is reported as ``log10`` too; ``mean`` is None when it does not fit in a float. What counts as an
+object is the task's to say (``Task.objects``); a single-answer task says None.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-#: solution fields that hold one entry per object (the order of the answer is free)
-MULTI_FIELDS = ("points", "boxes", "polygons", "objects")
+
+def log_matchings(objects: int | None) -> float:
+    """ln(number of matchings) of one sample: ln(n!) = lgamma(n + 1), or 0 for a single answer (None)."""
+    return 0.0 if objects is None else math.lgamma(objects + 1)
 
 
-def objects_in(solution: Mapping[str, Any]) -> int | None:
-    """Number of objects of a multi-object answer, or None for a single-answer solution."""
-    for key in MULTI_FIELDS:
-        value = solution.get(key)
-        if isinstance(value, list):
-            return len(value)
-    return None
-
-
-def log_matchings(solution: Mapping[str, Any]) -> float:
-    """ln(number of matchings) of one sample: ln(n!) = lgamma(n + 1), or 0 for a single answer."""
-    n = objects_in(solution)
-    return 0.0 if n is None else math.lgamma(n + 1)
-
-
-def perplexity(solutions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean number of matchings over ``solutions``, its log10, and the object counts behind it."""
+def perplexity(objects: Iterable[int | None]) -> dict[str, Any]:
+    """Mean number of matchings over samples, given each sample's object count (``Task.objects`` of its
+    solution: None for a single answer), its log10, and the object counts behind it."""
     logs, counts = [], []
-    for solution in solutions:
-        logs.append(log_matchings(solution))
-        n = objects_in(solution)
+    for n in objects:
+        logs.append(log_matchings(n))
         if n is not None:
             counts.append(n)
     if not logs:

@@ -9,8 +9,10 @@ Reads what the trainer and `eval` write (every file optional, at least one neede
 Images are not stored with the records. The gallery gets them (1) from the record's ``image_path``, or
 (2) for synthetic samples, by regenerating the sample from its id ``<task>-<split>-<seed>-<index>`` with
 :func:`perception_r1.data.synthetic.synthetic_samples`, accepted only if the regenerated ground truth equals the
-record's; (3) else the boxes are drawn on a blank canvas of ``image_size``. Ground truth is drawn in
-green, the prediction in magenta. Charts are matplotlib PNGs (Agg backend); every picture is inlined as
+record's; (3) else the shapes are drawn on a blank canvas of ``image_size``. What to draw is the task's
+to say (``draw_solution`` / ``draw_answer``, see :class:`perception_r1.contract.Shapes`); a prediction is
+placed from the space the record says its completion is in (``coords``, else the task's). Ground truth is
+drawn in green, the prediction in magenta. Charts are matplotlib PNGs (Agg backend); every picture is inlined as
 base64, so the page is one file. All text from files (model output included) is HTML-escaped.
 """
 
@@ -23,14 +25,13 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from perception_r1.contract import ParseError, Task
+from perception_r1.contract import ParseError, Shapes, Task
 from perception_r1.data import io as pio
 
 TRUTH, PREDICTION = (20, 200, 60), (230, 0, 200)
@@ -48,16 +49,6 @@ CHARTS = (  # (title, metrics.jsonl keys; "rewards/*" = every reward component)
     ("Loss and clip fraction", ("loss", "clip_fraction")),
 )
 _SYNTHETIC_ID = re.compile(r"^(?P<task>.+)-(?P<split>train|heldout)-(?P<seed>\d+)-(?P<index>\d+)$")
-
-
-@dataclass
-class Shapes:
-    """What one answer says, in original-image pixels."""
-
-    boxes: list[list[float]] = field(default_factory=list)
-    points: list[list[float]] = field(default_factory=list)
-    labels: list[str] = field(default_factory=list)
-    text: str | None = None
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -81,48 +72,25 @@ def _task(name: str | None) -> Task | None:
     return registry.tasks.get(name) if name else None
 
 
-# -- shapes of answers and ground truths -----------------------------------------------------------
-def truth_shapes(solution: Mapping[str, Any]) -> Shapes:
-    shapes = Shapes()
-    if isinstance(solution.get("bbox"), list):
-        shapes.boxes.append([float(v) for v in solution["bbox"]])
-    for box in solution.get("boxes") or []:
-        shapes.boxes.append([float(v) for v in box])
-    shapes.points = [[float(v) for v in p] for p in solution.get("points") or []]
-    shapes.labels = [str(label) for label in solution.get("labels") or []]
-    if isinstance(solution.get("text"), str):
-        shapes.text = solution["text"]
-    return shapes
+# -- shapes of answers and ground truths (the task says what they are) ----------------------------
+def truth_shapes(task: Task, record: Mapping[str, Any]) -> tuple[Shapes, str]:
+    """The record's ground truth as shapes in pixels, and a note when it cannot be drawn."""
+    try:
+        return task.draw_solution(record), ""
+    except (KeyError, TypeError, ValueError) as exc:
+        return Shapes(), f"truth not drawable ({type(exc).__name__}: {exc})"
 
 
-def prediction_shapes(task: Task, record: Mapping[str, Any], space: str | None) -> tuple[Shapes, str]:
+def prediction_shapes(task: Task, record: Mapping[str, Any]) -> tuple[Shapes, str]:
     """The parsed completion as shapes in pixels, and a note when it cannot be drawn."""
-    from perception_r1.tasks import geometry
-
     try:
         answer = task.parse(record.get("completion") or "")
     except ParseError as exc:
         return Shapes(), f"does not parse: {exc.reason}"
-    if isinstance(answer, str):
-        return Shapes(text=answer), ""
-    labels: list[str] = []
-    if hasattr(answer, "boxes"):  # detection-style (boxes, labels)
-        labels = [str(v) for v in getattr(answer, "labels", [])]
-        answer = answer.boxes
-    values = np.asarray(answer, dtype=np.float64)
-    if values.ndim == 1:
-        values = values.reshape(1, -1)
-    if values.size == 0:
-        return Shapes(labels=labels), ""
-    if space in (None, "none") or values.shape[-1] not in (2, 4):
-        return Shapes(), "prediction not drawable (unknown coordinate space)"
     try:
-        pixels = geometry.to_pixels(values, space, record["image_size"], record.get("resized_size")).tolist()
-    except (ValueError, KeyError, TypeError) as exc:
+        return task.draw_answer(answer, record), ""
+    except (KeyError, TypeError, ValueError) as exc:
         return Shapes(), f"prediction not drawable ({exc})"
-    if values.shape[-1] == 4:
-        return Shapes(boxes=pixels, labels=labels), ""
-    return Shapes(points=pixels), ""
 
 
 # -- images ----------------------------------------------------------------------------------------
@@ -165,19 +133,30 @@ def draw(image: Image.Image | None, size: Sequence[float], truth: Shapes, pred: 
                        Image.NEAREST if scale >= 1 else Image.LANCZOS)
     pen = ImageDraw.Draw(view)
     for shapes, colour, width in ((truth, TRUTH, 3), (pred, PREDICTION, 1)):
-        for i, box in enumerate(shapes.boxes):
-            x1, y1, x2, y2 = (v * scale for v in box)
-            pen.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=width)
-            if i < len(shapes.labels):
-                pen.text((x1 + 2, y1 + 1), shapes.labels[i], fill=colour)
-        for x, y in shapes.points:
-            x, y, r = x * scale, y * scale, 4
-            if colour == TRUTH:
-                pen.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
-            else:
-                pen.line([x - r, y - r, x + r, y + r], fill=colour, width=2)
-                pen.line([x - r, y + r, x + r, y - r], fill=colour, width=2)
+        _draw_shapes(pen, shapes, scale, colour, width)
     return view, scale
+
+
+def _draw_shapes(pen: ImageDraw.ImageDraw, shapes: Shapes, scale: float, colour: tuple[int, int, int],
+                 width: int) -> None:
+    for i, box in enumerate(shapes.boxes):
+        x1, y1, x2, y2 = (v * scale for v in box)
+        pen.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=colour, width=width)
+        if i < len(shapes.labels):
+            pen.text((x1 + 2, y1 + 1), shapes.labels[i], fill=colour)
+    for i, polygon in enumerate(shapes.polygons):
+        corners = [(x * scale, y * scale) for x, y in polygon]
+        if len(corners) >= 2:
+            pen.polygon(corners, outline=colour, width=width)
+        if corners and not shapes.boxes and i < len(shapes.labels):
+            pen.text((min(x for x, _ in corners) + 2, min(y for _, y in corners) + 1), shapes.labels[i], fill=colour)
+    for x, y in shapes.points:
+        x, y, r = x * scale, y * scale, 4
+        if colour == TRUTH:
+            pen.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
+        else:
+            pen.line([x - r, y - r, x + r, y + r], fill=colour, width=2)
+            pen.line([x - r, y + r, x + r, y - r], fill=colour, width=2)
 
 
 def _png(image: Image.Image) -> str:
@@ -257,7 +236,7 @@ def _table(columns: Mapping[str, Mapping[str, Any]]) -> str:
     return f"<table><tr><th>metric</th>{head}</tr>{body}</table>"
 
 
-def _card(task: Task, record: Mapping[str, Any], images: Images, coords: str | None) -> str:
+def _card(task: Task, record: Mapping[str, Any], images: Images) -> str:
     sample_id = str(record.get("id") or record.get("sample_id") or "")
     image, note = images.get(task, record, sample_id)
     record = dict(record)
@@ -265,37 +244,37 @@ def _card(task: Task, record: Mapping[str, Any], images: Images, coords: str | N
         record["image_size"] = [image.width, image.height]
     if "image_size" not in record:
         return ""
-    space = record.get("coords") or coords or task.coord_space
-    truth = truth_shapes(record.get("solution") or {})
-    pred, pred_note = prediction_shapes(task, record, space)
+    record.setdefault("coords", task.coord_space)
+    truth, truth_note = truth_shapes(task, record)
+    pred, pred_note = prediction_shapes(task, record)
     view, _ = draw(image, record["image_size"], truth, pred)
     parts = [f'<img alt="{_e(sample_id)}" src="data:image/png;base64,{_png(view)}">']
     parts.append(f"<div class=reward>reward <b>{_fmt(record.get('reward'))}</b> · {_e(sample_id)}</div>")
     components = record.get("rewards") or {}
     if components:
         parts.append("<div class=comp>" + " · ".join(f"{_e(k)} {_fmt(v)}" for k, v in components.items()) + "</div>")
-    query = record.get("query") or {}
-    if query and task.name != "detection":
-        parts.append("<div class=query>" + _e("; ".join(f"{k}: {v}" for k, v in query.items())) + "</div>")
+    caption = task.caption(record)
+    if caption:
+        parts.append(f"<div class=query>{_e(caption)}</div>")
     if truth.text is not None:
         parts.append(f"<div><span class=truth>truth</span> {_e(truth.text[:300])}</div>")
     completion = str(record.get("completion") or "")
     clipped = completion[:300] + ("…" if len(completion) > 300 else "")
     parts.append(f"<div><span class=pred>answer</span> <code>{_e(clipped)}</code></div>")
-    for text in (note, pred_note):
+    for text in (note, truth_note, pred_note):
         if text:
             parts.append(f"<div class=note>{_e(text)}</div>")
     return "<div class=card>" + "".join(parts) + "</div>"
 
 
-def _gallery(task: Task, records: list[dict[str, Any]], images: Images, coords: str | None) -> str:
+def _gallery(task: Task, records: list[dict[str, Any]], images: Images) -> str:
     scored = sorted((r for r in records if isinstance(r.get("reward"), int | float)), key=lambda r: -r["reward"])
     k = min(GALLERY_SIZE, (len(scored) + 1) // 2)  # few records: split them, never show one twice
     best = scored[:k]
     worst = scored[k:][::-1][:GALLERY_SIZE]
     out = []
     for title, group in (("Best", best), ("Worst", worst)):
-        cards = "".join(_card(task, r, images, coords) for r in group)
+        cards = "".join(_card(task, r, images) for r in group)
         if cards:
             out.append(f"<h3>{title}</h3><div class=gallery>{cards}</div>")
     return "".join(out)
@@ -317,27 +296,13 @@ code{font-size:11px;background:#f6f6f6}
 """
 
 
-def build_report(run_dir: str | Path) -> str:
-    """The report of ``run_dir`` as one HTML string."""
-    from perception_r1.errors import UserError
-    from perception_r1.evaluate.perplexity import format_big, perplexity
+LEGEND = ("<p class=legend>ground truth<span style='background:#14c83c'></span>"
+          "prediction<span style='background:#e600c8'></span></p>")
 
-    root = Path(run_dir)
-    if not root.is_dir() or not any((root / f).is_file() for f in KNOWN_FILES):
-        raise UserError(f"{root}: not a run or eval directory (none of {', '.join(KNOWN_FILES)} there)")
-    config_text = (root / "config.yaml").read_text(encoding="utf-8") if (root / "config.yaml").is_file() else ""
-    summary = _read_json(root / "metrics.json") if (root / "metrics.json").is_file() else {}
-    records_file = next((root / f for f in RECORD_FILES if (root / f).is_file()), None)
-    records = _rows(records_file) if records_file else []
-    completions = _rows(root / "completions.jsonl")
-    steps = _rows(root / "metrics.jsonl")
-    task_names = list(dict.fromkeys([r.get("task") for r in records + completions if r.get("task")]))
-    if not task_names and summary.get("task"):
-        task_names = [summary["task"]]
-    embedded = bool(config_text) and re.search(r"^model:\s*(null|~)?\s*$", config_text, re.MULTILINE) is not None
-    coords = "norm1000" if embedded else None  # the embedded model is Qwen2-VL: it answers in 0-1000
 
-    sections = [f"<h1>perception-r1 report: {_e(root.name)}</h1>"]
+def _summary_sections(root: Path, summary: Mapping[str, Any], steps: list[dict[str, Any]]) -> list[str]:
+    """The metrics of an `eval --out` summary (the paper's beside), before/after metrics, training curves."""
+    sections = []
     if summary:
         sections.append(f"<p>{_e(summary.get('task'))} · model {_e(summary.get('model'))} · data "
                         f"{_e(summary.get('data'))} · {_e(summary.get('samples'))} samples"
@@ -358,26 +323,55 @@ def build_report(run_dir: str | Path) -> str:
         pictures = "".join(f'<div class=chart><div>{_e(t)}</div><img alt="{_e(t)}" src="data:image/png;base64,{p}"></div>'
                            for t, p in charts(steps))
         sections.append(f"<h2>Training curves ({len(steps)} steps)</h2><div class=charts>{pictures}</div>")
-    legend = ("<p class=legend>ground truth<span style='background:#14c83c'></span>"
-              "prediction<span style='background:#e600c8'></span></p>")
+    return sections
+
+
+def _task_sections(task: Task, records: list[dict[str, Any]], records_name: str,
+                   completions: list[dict[str, Any]], images: Images) -> list[str]:
+    """One task's galleries: its evaluation records and its last logged training completions."""
+    from perception_r1.evaluate.perplexity import format_big, perplexity
+
+    sections, name = [], task.name
+    mine = [r for r in records if r.get("task", name) == name]
+    if mine:
+        ppl = perplexity(task.objects(r["solution"]) for r in mine if isinstance(r.get("solution"), dict))
+        sections.append(f"<h2>{_e(name)}: evaluation answers ({_e(records_name)}, {len(mine)} records)</h2>"
+                        f"<p>perceptual perplexity of these samples: {_e(format_big(ppl['log10_mean']))}</p>"
+                        + LEGEND + _gallery(task, mine, images))
+    logged = [r for r in completions if r.get("task") == name]
+    if logged:
+        last = max(r.get("step", 0) for r in logged)
+        rows = [r for r in logged if r.get("step", 0) == last]
+        sections.append(f"<h2>{_e(name)}: sampled training completions (step {_e(last)})</h2>"
+                        + LEGEND + _gallery(task, rows, images))
+    return sections
+
+
+def build_report(run_dir: str | Path) -> str:
+    """The report of ``run_dir`` as one HTML string."""
+    from perception_r1.errors import UserError
+
+    root = Path(run_dir)
+    if not root.is_dir() or not any((root / f).is_file() for f in KNOWN_FILES):
+        raise UserError(f"{root}: not a run or eval directory (none of {', '.join(KNOWN_FILES)} there)")
+    config_text = (root / "config.yaml").read_text(encoding="utf-8") if (root / "config.yaml").is_file() else ""
+    summary = _read_json(root / "metrics.json") if (root / "metrics.json").is_file() else {}
+    records_file = next((root / f for f in RECORD_FILES if (root / f).is_file()), None)
+    records = _rows(records_file) if records_file else []
+    completions = _rows(root / "completions.jsonl")
+    task_names = list(dict.fromkeys([r.get("task") for r in records + completions if r.get("task")]))
+    if not task_names and summary.get("task"):
+        task_names = [summary["task"]]
+
+    sections = [f"<h1>perception-r1 report: {_e(root.name)}</h1>"]
+    sections += _summary_sections(root, summary, _rows(root / "metrics.jsonl"))
     images = Images()
     for name in task_names:
         task = _task(name)
         if task is None:
             sections.append(f"<p class=note>task '{_e(name)}' is not installed: no gallery</p>")
             continue
-        mine = [r for r in records if r.get("task", name) == name]
-        if mine:
-            ppl = perplexity(r["solution"] for r in mine if isinstance(r.get("solution"), dict))
-            sections.append(f"<h2>{_e(name)}: evaluation answers ({_e(records_file.name)}, {len(mine)} records)</h2>"
-                            f"<p>perceptual perplexity of these samples: {_e(format_big(ppl['log10_mean']))}</p>"
-                            + legend + _gallery(task, mine, images, coords))
-        logged = [r for r in completions if r.get("task") == name]
-        if logged:
-            last = max(r.get("step", 0) for r in logged)
-            rows = [r for r in logged if r.get("step", 0) == last]
-            sections.append(f"<h2>{_e(name)}: sampled training completions (step {_e(last)})</h2>"
-                            + legend + _gallery(task, rows, images, coords))
+        sections += _task_sections(task, records, records_file.name if records_file else "", completions, images)
     if config_text:
         sections.append(f"<h2>Config</h2><pre>{_e(config_text)}</pre>")
     return (f"<!doctype html><html><head><meta charset=utf-8><title>perception-r1 {_e(root.name)}</title>"

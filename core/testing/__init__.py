@@ -24,7 +24,7 @@ import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from perception_r1.contract import ParseError, Task, contract_problems
+from perception_r1.contract import PaperBenchmark, ParseError, Shapes, Task, contract_problems
 
 if TYPE_CHECKING:
     from perception_r1.registry import Registry
@@ -174,6 +174,54 @@ def check_perfect_evaluation(task: Task, samples: list[dict[str, Any]]) -> None:
         assert isinstance(v, int | float) and math.isfinite(v), f"task '{task.name}': metric {key}={v!r} not finite"
 
 
+def _check_shapes(task: Task, shapes: Any, what: str) -> None:
+    assert isinstance(shapes, Shapes), f"task '{task.name}': {what} returned {type(shapes).__name__}, not Shapes"
+    for kind, items, width in (("box", shapes.boxes, 4), ("point", shapes.points, 2)):
+        assert all(len(item) == width for item in items), f"task '{task.name}': {what}: a {kind} is not {width} numbers"
+    assert all(len(p) >= 2 and all(len(xy) == 2 for xy in p) for p in shapes.polygons), (
+        f"task '{task.name}': {what}: a polygon is not a list of >= 2 [x, y] points"
+    )
+    for v in shapes.coordinates():
+        assert isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v), (
+            f"task '{task.name}': {what} has a coordinate {v!r} that is not a finite number"
+        )
+    assert all(isinstance(label, str) for label in shapes.labels), f"task '{task.name}': {what}: labels must be str"
+    assert shapes.text is None or isinstance(shapes.text, str), f"task '{task.name}': {what}: text must be str or None"
+
+
+def check_drawing_and_objects(task: Task, samples: list[dict[str, Any]]) -> None:
+    """``draw_solution`` and ``draw_answer`` (of the perfect answer) give Shapes with finite coordinates,
+    ``caption`` a string, ``objects`` None or a count (an int >= 0)."""
+    for i, sample in enumerate(samples):
+        _check_shapes(task, task.draw_solution(sample), f"draw_solution (sample {i})")
+        _check_shapes(task, task.draw_answer(task.parse(task.render(sample)), sample), f"draw_answer (sample {i})")
+        assert isinstance(task.caption(sample), str), f"task '{task.name}': caption (sample {i}) is not a string"
+        n = task.objects(sample["solution"])
+        assert n is None or (isinstance(n, int) and not isinstance(n, bool) and n >= 0), (
+            f"task '{task.name}': objects (sample {i}) returned {n!r}, not None or an int >= 0"
+        )
+
+
+def check_paper_benchmarks(task: Task, samples: list[dict[str, Any]]) -> None:
+    """Each paper benchmark names metrics the task's ``evaluate`` reports, as finite (base, Perception-R1)
+    pairs, and a perplexity that is None or a number >= 1."""
+    benchmarks = task.paper_benchmarks
+    if not benchmarks:
+        return
+    reported = set(task.evaluate([{**s, "completion": task.render(s)} for s in samples]))
+    for name, entry in benchmarks.items():
+        where = f"task '{task.name}': paper benchmark {name!r}"
+        assert isinstance(name, str) and name.strip(), f"task '{task.name}': a paper benchmark needs a name"
+        assert isinstance(entry, PaperBenchmark), f"{where} is not a PaperBenchmark"
+        for metric, pair in entry.metrics.items():
+            assert metric in reported, f"{where}: metric '{metric}' is not one evaluate() reports"
+            assert isinstance(pair, tuple) and len(pair) == 2 and all(
+                isinstance(v, int | float) and math.isfinite(v) for v in pair
+            ), f"{where}: '{metric}' must be a finite (base, Perception-R1) pair, got {pair!r}"
+        ppl = entry.perplexity
+        assert ppl is None or (isinstance(ppl, int | float) and ppl >= 1), f"{where}: perplexity {ppl!r} is not >= 1"
+
+
 def check_fuzz(task: Task, samples: list[dict[str, Any]], max_examples: int = 200) -> int:
     """Parse and reward on adversarial, near-miss and arbitrary text. Returns the number of inputs tried."""
     rng = random.Random(1)
@@ -216,6 +264,8 @@ def check_task(task: Task, *, max_examples: int = 200, n_samples: int = 4) -> di
     check_schema_and_synthetic(task, samples)
     check_perfect_answer(task, samples)
     check_perfect_evaluation(task, samples)
+    check_drawing_and_objects(task, samples)
+    check_paper_benchmarks(task, samples)
     fuzzed = check_fuzz(task, samples, max_examples=max_examples)
     return {"samples": len(samples), "fuzzed_inputs": fuzzed}
 
@@ -262,6 +312,12 @@ class TaskContract:
 
     def test_perfect_predictions_get_best_metric(self) -> None:
         check_perfect_evaluation(self._task(), self._samples())
+
+    def test_drawing_and_objects(self) -> None:
+        check_drawing_and_objects(self._task(), self._samples())
+
+    def test_paper_benchmarks(self) -> None:
+        check_paper_benchmarks(self._task(), self._samples())
 
     def test_parse_and_reward_fuzz(self) -> None:
         check_fuzz(self._task(), self._samples(), max_examples=self.max_examples)

@@ -14,9 +14,10 @@ import yaml
 from perception_r1.errors import UserError
 
 # Paper defaults where the paper gives one (G=8, beta=0.04, clip 0.2, temperature 1.0); sizes scaled so the
-# embedded tiny default trains in minutes on two CPU cores.
+# embedded tiny default trains in minutes on two CPU cores. The default task is the run-config schema's
+# ("default" of "task"): core names no task.
 DEFAULTS: dict[str, Any] = {
-    "task": "ocr",
+    "task": None,
     "model": None,
     "data": None,
     "out": None,
@@ -124,6 +125,8 @@ def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = N
         validate(from_file, source=str(file))
         config.update(from_file)
     config.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if config["task"] is None:
+        config["task"] = _schema()["properties"]["task"]["default"]
     validate(config)
     return config  # learning_rate / max_new_tokens may stay null: fill_model_defaults, once the model is known
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from perception_r1 import ParseError, RewardResult, Task
+from perception_r1 import ParseError, RewardResult, Shapes, Task
 from perception_r1.tasks.geometry import from_pixels, to_pixels
 from perception_r1.tasks.matching import maximize
 
@@ -141,6 +141,22 @@ class TextSpotting(Task):
 
     def synthetic(self, rng: random.Random) -> dict[str, Any]:
         return make_sample(rng)
+
+    # -- report and perceptual perplexity --------------------------------------------------------
+    def draw_solution(self, sample: Mapping[str, Any]) -> Shapes:
+        """The true words' polygons, each labelled with its text."""
+        words = sample["solution"]["words"]
+        return Shapes(polygons=[[[float(x), float(y)] for x, y in w["polygon"]] for w in words],
+                      labels=[w["text"] for w in words])
+
+    def draw_answer(self, answer: list[Word], sample: Mapping[str, Any]) -> Shapes:
+        """The predicted polygons in pixels, each labelled with the text read there."""
+        return Shapes(polygons=[self._pixels(w.polygon, sample).tolist() for w in answer],
+                      labels=[w.text for w in answer])
+
+    def objects(self, solution: Mapping[str, Any]) -> int:
+        """Every word is an object: a sample with n words admits n! matchings."""
+        return len(solution["words"])
 
 
 def _matches(ok: np.ndarray) -> int:

@@ -192,3 +192,74 @@ def test_synthetic_is_deterministic():
     a, b = TASK.synthetic(random.Random(7)), TASK.synthetic(random.Random(7))
     assert a["solution"] == b["solution"]
     assert a["image"].tobytes() == b["image"].tobytes()
+
+
+# -- the framework treats it as a built-in: report drawing and perceptual perplexity -------------
+@pytest.fixture
+def installed(monkeypatch):
+    """A fresh registry that sees every installed plugin (text-spotting included)."""
+    from perception_r1.registry import reset_registry
+
+    monkeypatch.delenv("PERCEPTION_R1_PLUGINS", raising=False)
+    reset_registry()
+    yield
+    reset_registry()
+
+
+def test_drawing_puts_words_in_original_pixels():
+    sample = {**SAMPLE, "coords": "norm1000"}
+    truth = TASK.draw_solution(sample)
+    assert truth.polygons == [A["polygon"], B["polygon"]] and truth.labels == ["cat", "house"]
+    pred = TASK.draw_answer(TASK.parse(answer({"polygon": [[0, 0], [100, 0], [100, 100]], "text": "cat"})), sample)
+    assert pred.polygons == [[[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]]] and pred.labels == ["cat"]
+    assert TASK.objects(SAMPLE["solution"]) == 2 and TASK.objects({"words": []}) == 0
+
+
+def test_report_draws_truth_and_predicted_polygons(tmp_path, installed):
+    import base64
+    import io
+    import re
+
+    from PIL import Image
+
+    from perception_r1.data import io as pio
+    from perception_r1.evaluate.evaluation import record_of
+    from perception_r1.evaluate.report import PREDICTION, TRUTH, VIEW, build_report
+
+    far = {"polygon": [[20, 70], [40, 70], [40, 90], [20, 90]], "text": "dog"}
+    record = record_of({"id": "w-1", "task": "text-spotting", "coords": "pixels", **SAMPLE}, answer(far), TASK)
+    pio.write_jsonl(tmp_path / "predictions.jsonl", [record])
+    page = build_report(tmp_path)
+    assert "not installed" not in page and "perceptual perplexity of these samples: 2" in page
+    (png,) = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    picture = Image.open(io.BytesIO(base64.b64decode(png))).convert("RGB")
+    s = VIEW / 100
+
+    def colour_near(x, y):
+        return {picture.getpixel((int(x * s) + dx, int(y * s) + dy)) for dx in (-1, 0, 1) for dy in (-1, 0, 1)}
+
+    assert TRUTH in colour_near(60, 50)  # top edge of the true word "house"
+    assert TRUTH in colour_near(0.5, 5)  # left edge of the true word "cat"
+    assert PREDICTION in colour_near(30, 90)  # bottom edge of the predicted word "dog"
+    assert PREDICTION not in colour_near(60, 50) and TRUTH not in colour_near(30, 80)
+
+
+def test_perplexity_counts_words(installed):
+    import math
+    import os
+    import subprocess
+    import sys
+
+    from perception_r1.data.synthetic import synthetic_samples
+    from perception_r1.registry import get_registry
+
+    samples = synthetic_samples(get_registry().task("text-spotting"), "train", 6, seed=0)
+    counts = [len(s["solution"]["words"]) for s in samples]
+    assert max(counts) > 1  # several words per image: more than one matching
+    env = {k: v for k, v in os.environ.items() if k != "PERCEPTION_R1_PLUGINS"}
+    result = subprocess.run([sys.executable, "-m", "perception_r1.cli", "perplexity", "--task", "text-spotting",
+                             "--limit", "6", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["multi_object"] and out["max_objects"] == max(counts)
+    assert out["mean"] == pytest.approx(sum(math.factorial(n) for n in counts) / len(counts), rel=1e-12)
