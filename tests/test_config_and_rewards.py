@@ -24,12 +24,12 @@ def test_defaults_follow_the_paper():
 
 def test_learning_rate_and_answer_budget_follow_the_model_size_unless_given():
     small, real = cfg.resolve(), cfg.resolve(overrides={"model": "/some/tiny-sft"})
-    assert cfg.fill_model_defaults(small, 2_500_000) == ["learning_rate", "max_new_tokens"]
+    assert cfg.fill_model_defaults(small, 2_500_000) == ["learning_rate", "max_new_tokens", "threads"]
     assert (small["learning_rate"], small["max_new_tokens"]) == (cfg.TINY_LEARNING_RATE, cfg.TINY_MAX_NEW_TOKENS)
     cfg.fill_model_defaults(real, 2_000_000_000)  # a model path says nothing: the size decides
     assert (real["learning_rate"], real["max_new_tokens"]) == (1e-6, 768)
     given = cfg.resolve(overrides={"learning_rate": 3e-5})
-    assert cfg.fill_model_defaults(given, 2_500_000) == ["max_new_tokens"] and given["learning_rate"] == 3e-5
+    assert cfg.fill_model_defaults(given, 2_500_000) == ["max_new_tokens", "threads"] and given["learning_rate"] == 3e-5
 
 
 def test_set_reads_values_as_yaml_and_names_bad_items():

@@ -76,6 +76,7 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
     from perception_r1.evaluate.evaluation import evaluate_policy
     from perception_r1.model.policy import Policy
     from perception_r1.registry import get_registry
+    from perception_r1.train.config import model_defaults
 
     if threads:
         torch.set_num_threads(threads)
@@ -98,12 +99,13 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
             raise UserError("--shuffle-images needs at least 2 samples")
         samples, source = shuffled(samples), f"{source}, images shuffled"
     policy = Policy.load(model)
+    size_defaults = model_defaults(sum(p.numel() for p in policy.model.parameters()))
+    if not threads and size_defaults["threads"]:
+        torch.set_num_threads(size_defaults["threads"])
     with progress() as bar, torch.no_grad():
         tid = bar.add_task(f"eval {task_name}", total=len(samples), status="")
         if max_new_tokens is None:  # the same defaults as `run`, so eval and training agree
-            from perception_r1.train.config import model_defaults
-
-            max_new_tokens = model_defaults(sum(p.numel() for p in policy.model.parameters()))["max_new_tokens"]
+            max_new_tokens = size_defaults["max_new_tokens"]
         metrics, records = evaluate_policy(policy, task, samples, batch_size, max_new_tokens,
                                            on_batch=lambda n: bar.advance(tid, n))
     paper = paper_results.lookup(task, benchmark)

@@ -42,6 +42,7 @@ def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_
 
     from perception_r1.display import console, metrics_table, print_table
     from perception_r1.model.policy import Policy
+    from perception_r1.train.config import model_defaults
     from perception_r1.train.sft import format_report, sft
 
     if threads:
@@ -52,6 +53,8 @@ def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_
     if Path(out).exists() and any(Path(out).iterdir()):
         raise UserError(f"--out {out} is not empty: give a new directory")
     policy = Policy.load(model)
+    if not threads and (single := model_defaults(sum(p.numel() for p in policy.model.parameters()))["threads"]):
+        torch.set_num_threads(single)  # a small model: one thread, as `run` (benchmarks/threads.py)
     click.echo(f"sft {policy.name} on {', '.join(t.name for t in tasks)}: {steps} steps x {batch_size}, lr {lr:g}")
     start = time.perf_counter()
     window: list[float] = []

@@ -51,16 +51,21 @@ SMALL_MODEL_PARAMS = 100_000_000
 
 
 def model_defaults(num_params: int) -> dict[str, Any]:
-    """The defaults that depend on what the model is: its size decides, not where it was loaded from."""
+    """The defaults that depend on what the model is: its size decides, not where it was loaded from.
+
+    A small model runs on one torch thread: its matrices are too small to split well, and a second thread
+    that spin-waits for a core another process holds made the main command 3x slower
+    (``benchmarks/threads.py``). Larger models keep torch's own choice (None)."""
     if num_params < SMALL_MODEL_PARAMS:
-        return {"learning_rate": TINY_LEARNING_RATE, "max_new_tokens": TINY_MAX_NEW_TOKENS}
-    return {"learning_rate": PAPER_LEARNING_RATE, "max_new_tokens": PAPER_MAX_NEW_TOKENS}
+        return {"learning_rate": TINY_LEARNING_RATE, "max_new_tokens": TINY_MAX_NEW_TOKENS, "threads": 1}
+    return {"learning_rate": PAPER_LEARNING_RATE, "max_new_tokens": PAPER_MAX_NEW_TOKENS, "threads": None}
 
 
 def fill_model_defaults(config: dict[str, Any], num_params: int) -> list[str]:
     """Fill the model-dependent keys left null; returns the keys it filled."""
-    filled = [k for k, v in model_defaults(num_params).items() if config.get(k) is None]
-    config.update({k: model_defaults(num_params)[k] for k in filled})
+    defaults = model_defaults(num_params)
+    filled = [k for k, v in defaults.items() if config.get(k) is None and v is not None]
+    config.update({k: defaults[k] for k in filled})
     return filled
 
 

@@ -89,6 +89,8 @@ class Trainer:
         self.policy = Policy.load(config["model"])
         num_params = sum(p.numel() for p in self.policy.model.parameters())
         filled = fill_model_defaults(config, num_params)
+        if config["threads"]:
+            torch.set_num_threads(config["threads"])
         if self.main:
             console.print(start_line(config, self.policy.name, num_params, filled, self.rewards), highlight=False, markup=False)
         self.policy.model.train()
