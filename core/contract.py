@@ -70,6 +70,8 @@ class RewardResult:
 
     total: float
     components: dict[str, float | None] = field(default_factory=dict)
+    #: the parsed answer the reward judged, when it parsed: the completion log shows it without parsing again
+    answer: Any = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"total": self.total, **self.components}

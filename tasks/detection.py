@@ -296,7 +296,7 @@ class DetectionTask(Task):
         components = {"format": 1.0, **reward_components(stats)}
         weights = asdict(self.weights)
         total = sum(weights[key] * value for key, value in components.items())
-        return RewardResult(total, components)
+        return RewardResult(total, components, answer=answer)
 
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         """COCO AP / AP50 / AP75 (APs/APm/APl where defined) in 0-100; see :func:`coco.coco_ap`.

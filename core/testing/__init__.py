@@ -351,6 +351,16 @@ def check_discoverable(task_name: str, registry: Registry | None = None) -> Task
     return registry.tasks[task_name]
 
 
+def _on_samples(check: Callable[[Task, list[dict[str, Any]]], None]) -> Callable[[Any], None]:
+    """A TaskContract test running ``check`` on the task and a few of its synthetic samples."""
+
+    def test(self: TaskContract) -> None:
+        check(self._task(), self._samples())
+
+    test.__doc__ = check.__doc__
+    return test
+
+
 class TaskContract:
     """Subclass in a plugin's tests and set ``task_name``: every contract check becomes a test."""
 
@@ -369,23 +379,14 @@ class TaskContract:
     def test_static_contract(self) -> None:
         check_static(self._task())
 
-    def test_schema_and_synthetic(self) -> None:
-        check_schema_and_synthetic(self._task(), self._samples())
-
-    def test_perfect_answer_gets_max_reward(self) -> None:
-        check_perfect_answer(self._task(), self._samples())
-
-    def test_perfect_predictions_get_best_metric(self) -> None:
-        check_perfect_evaluation(self._task(), self._samples())
-
     def test_evaluate_empty(self) -> None:
         check_evaluate_empty(self._task())
 
-    def test_drawing_and_objects(self) -> None:
-        check_drawing_and_objects(self._task(), self._samples())
-
-    def test_paper_benchmarks(self) -> None:
-        check_paper_benchmarks(self._task(), self._samples())
+    test_schema_and_synthetic = _on_samples(check_schema_and_synthetic)
+    test_perfect_answer_gets_max_reward = _on_samples(check_perfect_answer)
+    test_perfect_predictions_get_best_metric = _on_samples(check_perfect_evaluation)
+    test_drawing_and_objects = _on_samples(check_drawing_and_objects)
+    test_paper_benchmarks = _on_samples(check_paper_benchmarks)
 
     def test_parse_and_reward_fuzz(self) -> None:
         check_fuzz(self._task(), self._samples(), max_examples=self.max_examples)
