@@ -471,3 +471,57 @@ def test_evaluate_unparseable_completion_counts_as_no_boxes() -> None:
                {**sample([[10, 10, 50, 50]], ["cat"]), "completion": answer([([10, 10, 50, 50], "cat")])}]
     # one of two truths found, precision 1 -> AP = 101-point interpolated 0.5 recall = 51/101
     assert TASK.evaluate(records)["AP"] == pytest.approx(100 * 51 / 101)
+
+
+# -- matching ablation: sequential (prediction i against truth i) ---------------------------------------
+SEQUENTIAL = detection.SequentialDetectionTask()
+
+
+def test_default_matching_is_hungarian() -> None:
+    assert TASK.matching == "hungarian" and SEQUENTIAL.matching == "sequential"
+    swapped = answer([([50, 50, 90, 90], "dog"), ([10, 10, 30, 30], "cat")])
+    assert TASK.reward(swapped, GT).total == pytest.approx(MAX)  # order does not matter to Hungarian
+    with pytest.raises(ValueError, match="sequential"):
+        DetectionTask(matching="greedy")
+
+
+def test_sequential_reward_hand_computed() -> None:
+    # the right boxes in the other order: pred 0 (dog box) vs truth 0 (cat box) IoU 0, same for pred 1:
+    # nothing kept, F1 0, penalty -0.5 (1 + 1): only the format point minus 1 remains
+    swapped = answer([([50, 50, 90, 90], "dog"), ([10, 10, 30, 30], "cat")])
+    result = SEQUENTIAL.reward(swapped, GT)
+    assert result.components == pytest.approx({"format": 1.0, "f1": 0.0, "class_accuracy": 0.0, "iou": 0.0,
+                                               "missing_penalty": -1.0})
+    assert result.total == pytest.approx(0.0)
+    # in order, plus one extra box at the end: 2 kept of 3 predictions, F1 4/5, FP rate 1/3
+    extra = answer([([10, 10, 30, 30], "cat"), ([50, 50, 90, 80], "cat"), ([0, 60, 10, 70], "dog")])
+    result = SEQUENTIAL.reward(extra, GT)
+    expected = {"format": 1.0, "f1": 0.8, "class_accuracy": 0.5, "iou": (1 + 0.75) / 2, "missing_penalty": -1 / 6}
+    assert result.components == pytest.approx(expected)
+    assert result.total == pytest.approx(1 + 0.75 * 0.8 + 0.5 + 0.875 - 1 / 6)
+    # the extra box first shifts every pair: pred 0 vs cat IoU 0, pred 1 (cat box) vs dog box IoU 0 -> none kept
+    shifted = answer([([0, 60, 10, 70], "dog"), ([10, 10, 30, 30], "cat"), ([50, 50, 90, 90], "dog")])
+    assert SEQUENTIAL.reward(shifted, GT).components["f1"] == 0.0
+    assert TASK.reward(shifted, GT).components["f1"] == pytest.approx(0.8)
+
+
+def test_sequential_in_order_equals_hungarian() -> None:
+    rendered = SEQUENTIAL.render({**GT, "coords": "pixels"})
+    assert SEQUENTIAL.reward(rendered, GT).total == pytest.approx(MAX) == TASK.reward(rendered, GT).total
+
+
+def test_sequential_is_registered_and_keeps_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERCEPTION_R1_PLUGINS", "")
+    assert isinstance(check_discoverable("detection-sequential"), detection.SequentialDetectionTask)
+    check_task(SEQUENTIAL, max_examples=50)
+
+
+def test_assign_pairs() -> None:
+    from perception_r1.tasks.matching import assign
+
+    cost = np.array([[5.0, 0.0], [0.0, 5.0], [1.0, 1.0]])
+    assert [list(a) for a in assign(cost)] == [[0, 1], [1, 0]]
+    assert [list(a) for a in assign(cost, "sequential")] == [[0, 1], [0, 1]]
+    assert [len(a) for a in assign(np.zeros((0, 3)), "sequential")] == [0, 0]
+    with pytest.raises(ValueError, match="hungarian"):
+        assign(cost, "greedy")
