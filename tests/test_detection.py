@@ -208,7 +208,7 @@ def test_unparseable_scores_zero() -> None:
 
 # -- reward: vectorised matching equals the per-pair formula -------------------------------------
 def _reference_match_objects(pred_boxes, pred_labels, gt_boxes, gt_labels, image_size, tolerance=None,
-                             iou_threshold=0.5) -> MatchStats:
+                             iou_threshold=0.5, matching="hungarian") -> MatchStats:
     """``match_objects`` as it was before vectorising: class mismatch by comparing label strings pair by
     pair, the IoU of each match as its own 1 x 1 ``iou_matrix``."""
     pred = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
