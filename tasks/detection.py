@@ -16,7 +16,9 @@ coordinates of boxes normalised by the image size); matches with IoU > 0.5 are k
             + w.iou * (mean IoU of kept matches) + w.missing_penalty * (-0.5 * (FP rate + FN rate))
 
 with FP rate = unmatched predictions / predictions and FN rate = unmatched truths / truths (0 when the
-denominator is 0). An answer that does not parse scores 0. Empty truth + ``[]`` is a perfect answer.
+denominator is 0). ``matching="sequential"`` (registered as task ``detection-sequential``) scores prediction i
+against truth i instead, the paper's ablation without matching (COCO AP 31.9 -> 23.5). An answer that does
+not parse scores 0. Empty truth + ``[]`` is a perfect answer.
 Every extra box lowers F1 and raises the FP rate, so listing every class, repeating boxes or one
 whole-image box cannot beat an honest answer.
 
@@ -383,7 +385,7 @@ class SequentialDetectionTask(DetectionTask):
 
     name = "detection-sequential"
     description = "Detection with the reward's matching ablated: prediction i scored against truth i (paper: AP 23.5)."
-    paper_benchmarks = {"COCO val2017": PaperBenchmark({"AP": (16.1, 23.5)}, perplexity=3.47e83)}
+    paper_benchmarks = {"COCO val2017": PaperBenchmark({"AP": (16.1, 23.5)})}
 
     def __init__(self, prompt_template: str | None = None, **options: Any) -> None:
         super().__init__(prompt_template, matching="sequential", **options)
