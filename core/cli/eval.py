@@ -45,6 +45,8 @@ def write_eval_dir(
 @click.command("eval")
 @click.option("--task", "task_name", required=True, help="Task to evaluate.")
 @click.option("--model", type=click.Path(), help="Model directory (default: the embedded tiny model).")
+@click.option("--coords", type=click.Choice(["norm1000", "norm1", "pixels", "resized"]),
+              help="Coordinate space the model answers in (default: its family's; for fine-tuned checkpoints).")
 @click.option("--data", type=click.Path(), help="Local data set (default: the task's synthetic held-out split).")
 @click.option("--split", default="val", show_default=True, help="Split of --data (val, test, testA, ...).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N samples (synthetic default: 64; data: all).")
@@ -59,7 +61,7 @@ def write_eval_dir(
 @click.option("--shuffle-images", is_flag=True,
               help="Control: score each sample with another sample's image (same samples otherwise). A model that "
                    "looks at the image scores worse; one that answers from the prompt alone scores the same.")
-def command(task_name: str, model: str | None, data: str | None, split: str, limit: int | None, batch_size: int,
+def command(task_name: str, model: str | None, coords: str | None, data: str | None, split: str, limit: int | None, batch_size: int,
             max_new_tokens: int | None, benchmark: str | None, out: str | None, threads: int | None, as_json: bool,
             shuffle_images: bool) -> None:
     """Greedy answers of a model on held-out samples, scored by the task's evaluator.
@@ -98,7 +100,7 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
         if len(samples) < 2:
             raise UserError("--shuffle-images needs at least 2 samples")
         samples, source = shuffled(samples), f"{source}, images shuffled"
-    policy = Policy.load(model)
+    policy = Policy.load(model, coords=coords)
     size_defaults = model_defaults(sum(p.numel() for p in policy.model.parameters()))
     if not threads and size_defaults["threads"]:
         torch.set_num_threads(size_defaults["threads"])

@@ -19,6 +19,7 @@ from perception_r1.errors import UserError
 DEFAULTS: dict[str, Any] = {
     "task": None,
     "model": None,
+    "coords": None,
     "data": None,
     "out": None,
     "steps": 60,

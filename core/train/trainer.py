@@ -86,7 +86,7 @@ class Trainer:
         torch.manual_seed(config["seed"] * 1000 + self.rank)
         self.tasks = resolve_tasks(registry, config["task"], config["prompt_templates"])
         self.rewards = build_rewards(registry, self.tasks, config["rewards"])
-        self.policy = Policy.load(config["model"])
+        self.policy = Policy.load(config["model"], coords=config.get("coords"))
         num_params = sum(p.numel() for p in self.policy.model.parameters())
         filled = fill_model_defaults(config, num_params)
         if config["threads"]:
