@@ -119,6 +119,11 @@ def test_run_and_eval_on_grounding(family_dir, tmp_path):
     assert [m["step"] for m in metrics] == [1, 2]
     sample = json.loads((tmp_path / "run" / "completions.jsonl").read_text().splitlines()[0])
     assert sample["coords"] == SPACES[family]
+    lora = run_cli("run", "--task", "grounding", "--model", str(model), "--steps", "2", "--eval-samples", "2",
+                   "--threads", "1", "--set", "group_size=2", "--set", "prompts_per_step=2", "--set", "max_new_tokens=8",
+                   "--lora-rank", "2", "--out", str(tmp_path / "lora"))
+    assert lora.returncode == 0, lora.stderr[-2000:]
+    assert (tmp_path / "lora" / "checkpoints" / "step-2" / "adapter_model.safetensors").is_file()
     ev = run_cli("eval", "--task", "grounding", "--model", str(model), "--limit", "2", "--threads", "1",
                  "--max-new-tokens", "8", "--coords", "pixels", "--json")
     assert ev.returncode == 0, ev.stderr[-2000:]

@@ -16,6 +16,9 @@ from perception_r1.errors import UserError
 @click.option("--model", type=click.Path(), help="Local model directory (default: the embedded tiny model).")
 @click.option("--coords", type=click.Choice(["norm1000", "norm1", "pixels", "resized"]),
               help="Coordinate space the model answers in (default: its family's; for fine-tuned checkpoints).")
+@click.option("--lora-rank", type=click.IntRange(min=1),
+              help="Train LoRA adapters of this rank (peft) instead of all weights; vision tower frozen unless "
+                   "--set lora_vision=true.")
 @click.option("--data", type=click.Path(), help="Local data for the task's loader (default: synthetic data).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON run config.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<task>-<time>).")
@@ -31,7 +34,7 @@ from perception_r1.errors import UserError
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue the run in this directory from its latest checkpoint.")
-def command(task, model, coords, data, config_file, out, steps, seed, reward_flags, eval_samples, lr, settings, threads,
+def command(task, model, coords, lora_rank, data, config_file, out, steps, seed, reward_flags, eval_samples, lr, settings, threads,
             resume_dir) -> None:
     """Train with GRPO and rule-based rewards; evaluate on a held-out split before and after.
 
@@ -47,7 +50,7 @@ def command(task, model, coords, data, config_file, out, steps, seed, reward_fla
     relaunch_if_needed((click.get_current_context().find_object(dict) or {}).get("argv", sys.argv[1:]))
     overrides = {
         **cfg.parse_set(settings), "learning_rate": lr,
-        "task": task, "model": model, "coords": coords, "data": data, "steps": steps, "seed": seed,
+        "task": task, "model": model, "coords": coords, "lora_rank": lora_rank, "data": data, "steps": steps, "seed": seed,
         "eval_samples": eval_samples, "threads": threads,
         "rewards": parse_reward_flags(reward_flags) if reward_flags else None,
     }

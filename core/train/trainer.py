@@ -25,6 +25,7 @@ from perception_r1.data.synthetic import synthetic_samples
 from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
+from perception_r1.model.lora import adapter_off
 from perception_r1.train import checkpoint
 from perception_r1.train.config import dump_yaml, fill_model_defaults
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
@@ -93,11 +94,16 @@ class Trainer:
             torch.set_num_threads(config["threads"])
         if self.main:
             console.print(start_line(config, self.policy.name, num_params, filled, self.rewards), highlight=False, markup=False)
+        if config.get("lora_rank"):  # the reference is then the same weights with the adapter off
+            from perception_r1.model.lora import apply_lora
+
+            apply_lora(self.policy, config["lora_rank"], config.get("lora_alpha"), bool(config.get("lora_vision")))
         self.policy.model.train()
         self.reference = None
-        if config["beta"] > 0:  # the frozen start point the KL term pulls towards
+        if config["beta"] > 0 and not config.get("lora_rank"):  # the frozen start point the KL term pulls towards
             self.reference = copy.deepcopy(self.policy.model).eval().requires_grad_(False)
-        optimizer = torch.optim.AdamW(self.policy.model.parameters(), lr=config["learning_rate"], weight_decay=0.0)
+        trainable = [p for p in self.policy.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=config["learning_rate"], weight_decay=0.0)
         self.model, self.optimizer = self.accelerator.prepare(self.policy.model, optimizer)
         self.pools = {t.name: self._load_data(t) for t in self.tasks} if config["data"] else {}
         self.step = 0
@@ -165,9 +171,10 @@ class Trainer:
         c = self.config
         mask = rolled.completion_mask.float()  # (N, T)
         ref_logprobs = None
-        if self.reference is not None:
-            with torch.no_grad():
-                ref_logprobs = self.policy.token_logprobs(rolled, model=self.reference, temperature=c["temperature"])
+        if c["beta"] > 0:  # beta 0: no reference forward at all
+            reference = self.reference if self.reference is not None else self.policy.model
+            with torch.no_grad(), adapter_off(self.policy):
+                ref_logprobs = self.policy.token_logprobs(rolled, model=reference, temperature=c["temperature"])
         old_logprobs = None
         for _ in range(c["updates_per_batch"]):
             logprobs = self.policy.token_logprobs(rolled, model=self.model, temperature=c["temperature"])  # (N, T)
@@ -281,7 +288,8 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if self.main:
             model = self.accelerator.unwrap_model(self.model)
-            checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": self.config})
+            checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": self.config},
+                            adapter=getattr(self.policy, "peft", None))
 
     def _resume(self) -> None:
         latest = checkpoint.latest(self.out / "checkpoints")
@@ -289,7 +297,7 @@ class Trainer:
         if latest is not None:
             model = self.accelerator.unwrap_model(self.model)
             try:
-                state = checkpoint.load(latest, model, self.optimizer)
+                state = checkpoint.load(latest, model, self.optimizer, adapter=getattr(self.policy, "peft", None))
             except (ValueError, OSError, KeyError) as exc:
                 raise UserError(f"--resume: {exc}") from exc
             self.step = state["step"]
