@@ -10,6 +10,8 @@ has none), ``task``, and the solution validated against the task's schema.
 
 Parquet is read with ``pyarrow`` (a ``datasets`` dependency) batch by batch rather than through
 ``datasets.load_dataset``, which would first copy a multi-GB file into its cache and lose the row numbers.
+A `datasets` source (a ``save_to_disk`` directory, or a Hub id in the local cache) gives the same rows through
+:func:`dataset_rows` (``source[split]:row n``); :func:`table_rows` picks parquet files or that.
 Embedded images stay compressed in memory (``PIL.Image.open`` on the bytes decodes lazily).
 """
 
@@ -26,6 +28,7 @@ import jsonschema
 from PIL import Image
 
 from perception_r1.contract import Task
+from perception_r1.data.hf import dataset_rows, is_dataset_source
 from perception_r1.data.io import read_jsonl
 from perception_r1.errors import UserError
 
@@ -84,6 +87,8 @@ def image_size(image: Any) -> list[int]:
 def embedded_image(value: Any) -> Image.Image:
     """A parquet ``image`` cell ({bytes, path} as `datasets` writes it) as a lazily decoded PIL image."""
     data = value.get("bytes") if isinstance(value, dict) else value
+    if data is None and isinstance(value, dict) and value.get("path") and Path(value["path"]).is_file():
+        return Image.open(value["path"])  # a `datasets` image column that points at a local file
     if not isinstance(data, bytes | bytearray):
         raise BadRow("image column holds no image bytes")
     try:
@@ -160,6 +165,13 @@ def parquet_rows(files: list[Path]) -> Rows:
             for item in batch.to_pylist():
                 row += 1
                 yield f"{file}:row {row}", item
+
+
+def table_rows(root: Path, names: list[str]) -> Rows:
+    """The rows of the first split of ``names``: a `datasets` source's, else ``<root>/[data/]<name>-*.parquet``."""
+    if is_dataset_source(root):
+        return dataset_rows(root, names)
+    return parquet_rows(split_files(root, names, "parquet"))
 
 
 def split_files(root: Path, names: list[str], ext: str) -> list[Path]:

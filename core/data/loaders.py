@@ -19,9 +19,11 @@ __all__ = ["Loaded", "load_samples"]
 
 def load_samples(task: Task, path: str | Path, split: str = "val", limit: int | None = None) -> Loaded:
     """At most ``limit`` samples of ``split`` of ``task`` from ``path``, read by the task's own ``load``."""
+    from perception_r1.data.hf import cached_hub_dataset
+
     root = Path(path)
-    if not root.exists():
-        raise UserError(f"--data {root} does not exist")
+    if not root.exists() and not cached_hub_dataset(str(path)):
+        raise UserError(f"--data {root} does not exist (nor is it a Hub data set in the local datasets cache)")
     try:
         loaded = task.load(str(root), split, limit)
     except UserError:
