@@ -333,7 +333,9 @@ class Policy:
         """
         model = self.model if model is None else model
         ids = rollout.completion_ids  # (N, T)
-        if self.fast and rollout.num_generations > 1 and "pixel_values" in rollout.prompt_inputs:
+        # the shared prompt cache needs use_cache, which gradient checkpointing turns off in training
+        checkpointing = model.training and getattr(getattr(model, "module", model), "is_activation_checkpointing", False)
+        if self.fast and not checkpointing and rollout.num_generations > 1 and "pixel_values" in rollout.prompt_inputs:
             logits = self._group_logits(model, rollout)
         else:
             logits = self._full_logits(model, rollout)

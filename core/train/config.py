@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "lora_rank": None,
     "lora_alpha": None,
     "lora_vision": False,
+    "gradient_checkpointing": False,
+    "mixed_precision": None,
     "data": None,
     "out": None,
     "steps": 60,

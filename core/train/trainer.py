@@ -74,7 +74,8 @@ class Trainer:
 
         self.config = config
         self.out = out
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        # mixed_precision null: accelerate's own choice (its launch config or env); "bf16" autocasts forwards
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.get("mixed_precision"))
         self.rank = self.accelerator.process_index
         self.main = self.accelerator.is_main_process
         if self.accelerator.num_processes > 1:  # a default run name holds a time: use the main process's
@@ -98,6 +99,8 @@ class Trainer:
             from perception_r1.model.lora import apply_lora
 
             apply_lora(self.policy, config["lora_rank"], config.get("lora_alpha"), bool(config.get("lora_vision")))
+        if config.get("gradient_checkpointing"):  # recompute activations in backward: less memory, more time
+            self.policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.policy.model.train()
         self.reference = None
         if config["beta"] > 0 and not config.get("lora_rank"):  # the frozen start point the KL term pulls towards
