@@ -68,12 +68,14 @@ def describe(rewards: Sequence[WeightedReward]) -> str:
 
 
 def score(
-    rewards: Sequence[WeightedReward], completions: Sequence[str], samples: Sequence[Mapping[str, Any]]
+    rewards: Sequence[WeightedReward], completions: Sequence[str], samples: Sequence[Mapping[str, Any]],
+    answers: list[Any] | None = None,
 ) -> tuple[list[float], dict[str, list[float | None]]]:
     """Totals (weighted sums over applicable rewards) and every component per completion.
 
     Components are named ``<task>/<component>`` for task rewards (plus ``<task>`` for its total) and
-    ``<reward name>`` for custom rewards.
+    ``<reward name>`` for custom rewards. ``answers``, when given (one slot per completion), receives the
+    parsed answer each task reward reports (``RewardResult.answer``), so nobody parses it again.
     """
     n = len(completions)
     totals = [0.0] * n
@@ -86,6 +88,8 @@ def score(
                     continue
                 result = reward.task.reward(completion, sample)
                 values[i] = result.total
+                if answers is not None and result.answer is not None:
+                    answers[i] = result.answer
                 for key, value in result.components.items():
                     components.setdefault(f"{reward.name}/{key}", [None] * n)[i] = value
         else:

@@ -94,7 +94,8 @@ class Trainer:
         if config["threads"]:
             torch.set_num_threads(config["threads"])
         if self.main:
-            console.print(start_line(config, self.policy.name, num_params, filled, self.rewards), highlight=False, markup=False)
+            line = start_line(config, self.policy.name, num_params, filled, self.rewards)
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
         if config.get("lora_rank"):  # the reference is then the same weights with the adapter off
             from perception_r1.model.lora import apply_lora
 
