@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
+from helpers import run_cli
 from PIL import Image
 
-from helpers import run_cli
 from perception_r1.model.policy import Policy
 from perception_r1.model.tiny_families import build_family
 
