@@ -120,3 +120,19 @@ def test_lora_run_checkpoints_adapter_resumes_exactly_and_merges(qwen_dir, tmp_p
         assert torch.allclose(policy.token_logprobs(r), full.token_logprobs(r), atol=1e-5)
     bad = run_cli("merge-lora", str(tmp_path / "nowhere"), str(tmp_path / "m2"))
     assert bad.returncode == 2 and "not a run directory" in bad.stderr
+
+
+@pytest.mark.slow
+def test_lora_under_ddp_on_cpu(qwen_dir, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "perception_r1.cli", "run",
+         "--task", "ocr", "--model", str(qwen_dir), "--steps", "2", "--eval-samples", "0", "--threads", "1",
+         "--lora-rank", "2", "--set", "group_size=2", "--set", "prompts_per_step=1", "--set", "max_new_tokens=6",
+         "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [m["processes"] for m in _metrics(out)] == [2, 2]
+    assert (out / "checkpoints" / "step-2" / "adapter_model.safetensors").is_file()
