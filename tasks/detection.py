@@ -238,6 +238,40 @@ def load_coco(task: Task, path: str | Path, split: str | None = None, limit: int
     return rows.collect(task, images, convert, limit)
 
 
+def _class_names(feature: Any) -> list[str] | None:
+    """The names of the ClassLabel under an ``objects`` feature's ``category`` (however it is nested)."""
+    if hasattr(feature, "names"):
+        return list(feature.names)
+    if isinstance(feature, dict):
+        return _class_names(feature.get("category"))
+    inner = getattr(feature, "feature", None)
+    return _class_names(inner) if inner is not None else None
+
+
+def load_hf_objects(task: Task, path: str | Path, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """A `datasets` object-detection set in the transformers convention (cppe-5, COCO exports): ``image``,
+    ``objects`` with ``bbox`` (COCO xywh pixels) and ``category`` (ClassLabel ids, or names); ``image_id``."""
+    names = ["validation", "val"] if split == "val" else [split]
+    table, split_name = rows.open_split(path, names)
+    classes = _class_names(table.features.get("objects"))
+
+    def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
+        objects = row["objects"]
+        if isinstance(objects, list):  # a list of {bbox, category} instead of columns of lists
+            objects = {"bbox": [o["bbox"] for o in objects], "category": [o["category"] for o in objects]}
+        if len(objects["bbox"]) != len(objects["category"]):
+            raise rows.BadRow("objects: as many categories as boxes needed")
+        labels = [classes[c] if classes and isinstance(c, int) else str(c) for c in objects["category"]]
+        boxes = [rows.xywh_box(b, f"objects bbox {i + 1}") for i, b in enumerate(objects["bbox"])]
+        sample = {"query": {}, "solution": {"boxes": boxes, "labels": labels}}
+        if row.get("image_id") is not None:
+            sample["id"] = str(row["image_id"])
+        return [rows.finish(task, sample, rows.embedded_image(row["image"]))]
+
+    where = ((f"{path}[{split_name}]:row {n}", row) for n, row in enumerate(table, 1))
+    return rows.collect(task, where, convert, limit)
+
+
 class DetectionTask(Task):
     name = "detection"
     description = "Find every object of the listed classes: JSON boxes with labels (COCO AP)."
@@ -342,8 +376,11 @@ class DetectionTask(Task):
         }
 
     def load(self, path: str, split: str | None = None, limit: int | None = None) -> Loaded:
-        """COCO 2017: ``<path>/annotations/instances_<split>2017.json`` + ``<path>/<split>2017/`` images."""
+        """COCO 2017: ``<path>/annotations/instances_<split>2017.json`` + ``<path>/<split>2017/`` images; or a
+        `datasets` source (``save_to_disk`` directory, cached Hub id) in the object-detection convention."""
         split = split or "train"
+        if rows.is_dataset_source(path):
+            return Loaded(load_hf_objects(self, path, split, limit), "hf-object-detection")
         return Loaded(load_coco(self, path, split, limit), "coco-2017", f"COCO {split.removesuffix('2017')}2017")
 
     def draw_solution(self, sample: Mapping[str, Any]) -> Shapes:

@@ -94,6 +94,22 @@ def test_pixmo_count_through_datasets(tmp_path):
     assert [s["solution"]["points"] for s in loaded.samples] == [[[5.0, 6.0], [30.0, 20.0]], [[1.0, 2.0]]]
 
 
+def test_object_detection_convention_through_datasets(tmp_path):
+    """transformers' object-detection layout (cppe-5 and COCO exports): objects {bbox xywh, category ClassLabel}."""
+    objects = datasets.List({"bbox": datasets.List(datasets.Value("float64"), length=4),
+                             "category": datasets.ClassLabel(names=["person", "car"])})
+    table = datasets.Dataset.from_dict(
+        {"image": [_png("green")] * 2, "image_id": [7, 8],
+         "objects": [[{"bbox": [1.0, 2.0, 10.0, 5.0], "category": 1}], [{"bbox": [0.0, 0.0, 4.0, 4.0], "category": 0},
+                                                                         {"bbox": [5.0, 5.0, 2.0, 2.0], "category": 1}]]},
+        features=datasets.Features({"image": datasets.Image(), "image_id": datasets.Value("int64"), "objects": objects}))
+    datasets.DatasetDict({"validation": table}).save_to_disk(tmp_path / "det")
+    loaded = load_samples(get_registry().task("detection"), tmp_path / "det", "val")
+    assert loaded.format == "hf-object-detection" and [s["id"] for s in loaded.samples] == ["7", "8"]
+    assert loaded.samples[0]["solution"] == {"boxes": [[1.0, 2.0, 11.0, 7.0]], "labels": ["car"]}
+    assert loaded.samples[1]["solution"]["labels"] == ["person", "car"]
+
+
 def test_local_parquet_written_by_datasets(tmp_path):
     (tmp_path / "pq").mkdir()
     refcoco().to_parquet(str(tmp_path / "pq" / "val.parquet"))
