@@ -2,16 +2,51 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from perception_r1.contract import COORD_SPACES, Task
+from perception_r1.contract import COORD_SPACES, RewardResult, Task
 from perception_r1.data.io import read_jsonl
 from perception_r1.errors import UserError
 
 REQUIRED = ("completion", "image_size", "solution")
+
+
+class RewardError(UserError):
+    """A reward (a task's own or a custom one) raised, or returned something that is not a finite number in range."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
+
+
+def task_reward(task: Task, completion: str, sample: Any) -> RewardResult:
+    """``task.reward`` where a task bug (it raised, or gave a non-finite or out-of-range total) is one line
+    naming the task and the sample, never a traceback that ends a training run."""
+    where = f"task '{task.name}' reward on sample {str(sample.get('id', '?'))[:100]!r}"
+    try:
+        result = task.reward(completion, sample)
+        total = float(result.total)
+    except Exception as exc:
+        raise RewardError(f"{where} raised {_one_line(exc)}") from exc
+    lo, hi = task.reward_range
+    if not (math.isfinite(total) and lo - 1e-6 <= total <= hi + 1e-6):
+        raise RewardError(f"{where} returned {total!r}, outside its reward_range [{lo:g}, {hi:g}]")
+    return result
+
+
+def task_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, float]:
+    """``task.evaluate``; a task that raises is one line naming it (and the first record's file row or id)."""
+    try:
+        return task.evaluate(records)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"task '{task.name}' evaluate raised {_one_line(exc)} ({len(records)} records)") from exc
 
 
 def load_records(path: str | Path, task: Task, coords: str | None = None) -> list[dict[str, Any]]:
@@ -53,6 +88,6 @@ def score_records(task: Task, records: list[dict[str, Any]]) -> tuple[list[dict[
     """Each record gets ``reward`` (total) and ``rewards`` (components); returns them and the task's metrics."""
     scored = []
     for record in records:
-        result = task.reward(record["completion"], record)
+        result = task_reward(task, record["completion"], record)
         scored.append({**record, "reward": result.total, "rewards": result.components})
-    return scored, task.evaluate(records)
+    return scored, task_metrics(task, records)
