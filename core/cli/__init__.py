@@ -33,6 +33,7 @@ def plugins() -> None:
 def tasks() -> None:
     """Print a table of the installed tasks."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     registry = get_registry()
@@ -41,7 +42,8 @@ def tasks() -> None:
     for name in sorted(registry.tasks):
         task = registry.tasks[name]
         lo, hi = task.reward_range
-        table.add_row(name, owners[name], task.coord_space, f"[{lo:g}, {hi:g}]", task.primary_metric, task.description)
+        cells = (name, owners[name], task.coord_space, f"[{lo:g}, {hi:g}]", task.primary_metric, task.description)
+        table.add_row(*(escape(str(cell)) for cell in cells))  # plugin text, never rich markup
     Console(width=max(120, Console().width)).print(table)
 
 

@@ -50,6 +50,8 @@ def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_
     tasks = _resolve_tasks(task_spec)
     if out is None:
         out = f"runs/sft-{'+'.join(t.name for t in tasks)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if model and Path(out).resolve() == Path(model).resolve():
+        raise UserError(f"--out {out} is the --model directory: the input weights are never overwritten")
     if Path(out).exists() and any(Path(out).iterdir()):
         raise UserError(f"--out {out} is not empty: give a new directory")
     policy = Policy.load(model)

@@ -25,7 +25,7 @@ from perception_r1.data.synthetic import synthetic_samples
 from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
-from perception_r1.train import checkpoint
+from perception_r1.train import checkpoint, rundir
 from perception_r1.train.config import dump_yaml, fill_model_defaults
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.optim import gradients
@@ -235,7 +235,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             io.atomic_write_text(self.out / "config.yaml", dump_yaml(c))
-        results = json.loads(eval_path.read_text()) if eval_path.exists() else {}
+        results = io.read_json_object(eval_path) if eval_path.exists() else {}
         if "before" not in results:
             results["before"] = self.evaluate("before")
             if self.main:
@@ -294,10 +294,8 @@ class Trainer:
                 raise UserError(f"--resume: {exc}") from exc
             self.step = state["step"]
         # drop log lines written after the last checkpoint (or all, if the kill came before the first one):
-        # those steps run again
-        for name in ("metrics.jsonl", "completions.jsonl"):
-            path = self.out / name
-            if path.exists():
-                keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
-                io.atomic_write_text(path, "".join(line + "\n" for line in keep))
+        # those steps run again; a torn last line and interrupted checkpoint writes are what a kill leaves
+        if self.main:
+            rundir.repair_logs(self.out, self.step)
+            rundir.remove_partial_checkpoints(self.out / "checkpoints")
         console.print(f"resumed from {latest or 'the start (no checkpoint yet)'} (step {self.step})")
