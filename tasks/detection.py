@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jsonschema
 import numpy as np
 
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
@@ -312,6 +313,13 @@ class DetectionTask(Task):
             boxes = geometry.to_pixels(answer.boxes, self.space(record), size, record.get("resized_size"))
             predictions.append(ImageBoxes(size, boxes, answer.labels))
         return coco_ap(truths, predictions)
+
+    def validate_solution(self, solution: Any) -> None:
+        """The schema, and one label per box (which a JSON Schema cannot say)."""
+        super().validate_solution(solution)
+        if len(solution["boxes"]) != len(solution["labels"]):
+            raise jsonschema.ValidationError(f"{len(solution['boxes'])} boxes but {len(solution['labels'])} labels "
+                                             f"(one label per box)")
 
     def render(self, sample: Mapping[str, Any]) -> str:
         """The truth as a fenced JSON answer, numbers rounded to the answer grid of the sample's space."""

@@ -11,18 +11,22 @@ import click
 from perception_r1.data.io import write_jsonl
 from perception_r1.display import metrics_table, print_table
 from perception_r1.errors import UserError
-from perception_r1.evaluate.scoring import load_records, score_records
+from perception_r1.evaluate.scoring import score_file
 from perception_r1.registry import get_registry
 
 
 def check_out_file(out: str, source: str, force: bool) -> None:
     """--out may not be the input (even by another name), nor replace a file unless ``force``."""
     target, src = Path(out), Path(source)
-    if target.exists() and src.exists() and os.path.samefile(target, src):
+    try:
+        exists = target.exists()
+    except OSError as exc:  # e.g. a name longer than the OS allows
+        raise UserError(f"--out {out[:80]}...: unusable name ({exc.strerror})") from exc
+    if exists and src.exists() and os.path.samefile(target, src):
         raise UserError(f"--out {out} is the input file {source}: write the scored records to a new file")
     if target.is_dir():
         raise UserError(f"--out {out} is a directory")
-    if target.exists() and not force:
+    if exists and not force:
         raise UserError(f"--out {out} exists: give a new file name, or --force to replace it")
 
 
@@ -43,8 +47,7 @@ def command(task_name: str, file: str, coords: str | None, out: str | None, as_j
     if out:
         check_out_file(out, file, force)
     task = get_registry().task(task_name)
-    records = load_records(file, task, coords)
-    scored, metrics = score_records(task, records)
+    scored, metrics = score_file(file, task, coords)
     if out:
         write_jsonl(out, scored)
     if as_json:

@@ -31,11 +31,11 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"non-finite number {name}")
 
 
-def _object(raw: bytes, where: str) -> dict[str, Any]:
+def _object(raw: bytes, where: str, allow_nan: bool = False) -> dict[str, Any]:
     """One JSON object from ``raw``; every way it can fail is a UserError naming ``where``: bad syntax or
-    bytes, NaN / Infinity, an integer past Python's digit limit, nesting deep enough to recurse out."""
+    bytes, NaN / Infinity (unless ``allow_nan``), an integer past Python's digit limit, deep nesting."""
     try:
-        obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        obj = json.loads(raw.decode("utf-8"), parse_constant=None if allow_nan else _reject_constant)
     except json.JSONDecodeError as exc:
         raise UserError(f"{where}: not valid JSON ({exc.msg})") from exc
     except UnicodeDecodeError as exc:
@@ -50,12 +50,13 @@ def _object(raw: bytes, where: str) -> dict[str, Any]:
 
 
 def read_json_object(path: str | Path) -> dict[str, Any]:
-    """A whole-file JSON object (``eval.json``, ``metrics.json``); anything else is a UserError naming the file."""
+    """A whole-file JSON object (``eval.json``, ``metrics.json``: a NaN metric may be in them); anything else is
+    a UserError naming the file."""
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
-    return _object(raw, f"{path}:1")
+    return _object(raw, f"{path}:1", allow_nan=True)
 
 
 def _json_default(value: Any) -> Any:

@@ -59,6 +59,16 @@ def start_line(config: dict[str, Any], model: str, num_params: int, filled: list
             f"rewards: {describe(rewards)}, torch threads {torch.get_num_threads()}")
 
 
+def read_results(path: Path) -> dict[str, Any]:
+    """A resumed run's ``eval.json`` ({} when there is none yet); anything else there is a one-line error."""
+    results = io.read_json_object(path) if path.exists() else {}
+    for key in ("before", "after"):
+        value = results.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(v, int | float) for v in value.values()):
+            raise UserError(f"{path}:1: '{key}' must be an object of metric names to numbers (not written by this run?)")
+    return results
+
+
 #: below this KL (nats per token) the policy counts as equal to the reference (float noise is ~1e-8)
 IDLE_KL = 1e-6
 #: consecutive steps without any reward difference in any group before the run warns about it
@@ -235,7 +245,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             io.atomic_write_text(self.out / "config.yaml", dump_yaml(c))
-        results = io.read_json_object(eval_path) if eval_path.exists() else {}
+        results = read_results(eval_path)
         if "before" not in results:
             results["before"] = self.evaluate("before")
             if self.main:
