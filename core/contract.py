@@ -1,18 +1,7 @@
 """The task contract every plugin implements: what a task is, what it returns, what it may raise.
 
-A *sample* is a plain dict, the same in training, scoring and evaluation:
-
-==============  =============================================================================
-``id``          str, unique within a data set
-``image``       a ``PIL.Image.Image``, a path, or absent (offline scoring needs no image)
-``image_size``  ``[w, h]`` of the original image, in pixels
-``query``       dict of the prompt template's fields, e.g. ``{"expression": "red circle"}``
-``solution``    the ground truth, in the task's ``solution_schema``, boxes in original-image pixels xyxy
-``coords``      the space the *completion's* numbers are in (default: the task's ``coord_space``):
-                ``pixels``, ``norm1000`` (Qwen2-VL), ``norm1``, ``resized`` (Qwen2.5-VL), ``none``
-``resized_size`` ``[w, h]`` the model saw, when ``coords == "resized"``
-==============  =============================================================================
-
+A *sample* is a plain dict, the same in training, scoring and evaluation; :data:`SAMPLE_KEYS` says what
+each key holds (``perception-r1 docs`` prints it, with everything else a plugin author needs).
 An evaluation *record* is a sample plus ``completion`` (the model's text).
 
 Besides the task itself, this module holds the small types a task hands back to the framework:
@@ -33,6 +22,36 @@ import jsonschema
 from perception_r1.registry.validation import COORD_SPACES as COORD_SPACES
 from perception_r1.registry.validation import contract_problems as contract_problems
 
+#: the keys of a sample and what each holds (the plugin reference is generated from this)
+SAMPLE_KEYS: dict[str, str] = {
+    "id": "str, unique within a data set; synthetic samples get `<task>-<split>-<seed>-<index>`, which lets the "
+          "report regenerate their images",
+    "task": "the task's name (set by the framework)",
+    "image": "a `PIL.Image.Image`, a path, or absent (offline scoring needs no image)",
+    "image_size": "`[w, h]` of the original image, in pixels",
+    "query": "dict of the prompt template's fields, e.g. `{\"expression\": \"red circle\"}`",
+    "solution": "the ground truth, in the task's `solution_schema`; boxes in original-image pixels, xyxy",
+    "coords": "the space the *completion's* numbers are in (default: the task's `coord_space`): "
+              + ", ".join(f"`{s}`" for s in COORD_SPACES),
+    "resized_size": "`[w, h]` the model saw, when `coords` is `resized` (Qwen2.5-VL)",
+    "image_path": "optional: the image file, for the report's gallery",
+}
+
+#: what each class attribute of :class:`Task` means (the plugin reference is generated from this)
+TASK_ATTRIBUTES: dict[str, str] = {
+    "name": "unique task name: no spaces, `:` or `,`; also the name of its reward",
+    "description": "one line for `perception-r1 tasks`",
+    "prompt_template": "`str.format` template over the sample's `query` (and `default_query`)",
+    "coord_space": "the space the task's answers are in by default: " + ", ".join(f"`{s}`" for s in COORD_SPACES),
+    "solution_schema": "JSON Schema of one sample's `solution`; rows are validated against it at load",
+    "reward_range": "`(low, high)`: every reward total lies inside it (the contract kit checks)",
+    "primary_metric": "the key of `evaluate()` that judges a model (shown before/after a run)",
+    "higher_is_better": "whether a larger primary metric is better",
+    "best_metric_value": "the primary metric for perfect predictions (1.0 accuracy, 0.0 edit distance)",
+    "default_query": "query fields used when a sample lacks them",
+    "paper_benchmarks": "benchmark name -> `PaperBenchmark`: the paper's numbers shown beside `eval` results",
+}
+
 
 class ParseError(ValueError):
     """The completion does not follow the task's answer format. ``reason`` says why, in a few words."""
@@ -51,6 +70,8 @@ class RewardResult:
 
     total: float
     components: dict[str, float | None] = field(default_factory=dict)
+    #: the parsed answer the reward judged, when it parsed: the completion log shows it without parsing again
+    answer: Any = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"total": self.total, **self.components}
@@ -142,9 +163,12 @@ class Task:
         raise NotImplementedError
 
     def reward(self, completion: str, sample: Mapping[str, Any]) -> RewardResult:
+        """The rule-based reward of one completion: a finite ``total`` inside ``reward_range`` and its named
+        components; never raises on any completion (an unparsable one scores low, it does not fail)."""
         raise NotImplementedError
 
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """The paper's metrics over records (samples + ``completion``), under the paper's names."""
         raise NotImplementedError
 
     def render(self, sample: Mapping[str, Any]) -> str:
@@ -161,6 +185,7 @@ class Task:
 
     # -- provided --------------------------------------------------------------------------------
     def prompt(self, sample: Mapping[str, Any]) -> str:
+        """``prompt_template`` filled from ``default_query`` and the sample's ``query``."""
         fields = {**self.default_query, **(sample.get("query") or {})}
         try:
             return self.prompt_template.format_map(fields)
@@ -168,6 +193,7 @@ class Task:
             raise ValueError(f"task '{self.name}': prompt template needs field {exc} not in the sample's query") from exc
 
     def space(self, sample: Mapping[str, Any]) -> str:
+        """The coordinate space of this sample's completion: its ``coords``, else the task's ``coord_space``."""
         return sample.get("coords") or self.coord_space
 
     def batch_reward(self, completions: Sequence[str], samples: Sequence[Mapping[str, Any]], **_: Any) -> list[float]:

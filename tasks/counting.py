@@ -269,7 +269,7 @@ class CountingTask(Task):
         except ParseError:
             return RewardResult(0.0, {"format": 0.0, "count_ratio": None, "distance": None})
         total, ratio, distance = count_reward(centres, sample, self.space(sample))
-        return RewardResult(total, {"format": 1.0, "count_ratio": ratio, "distance": distance})
+        return RewardResult(total, {"format": 1.0, "count_ratio": ratio, "distance": distance}, answer=centres)
 
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         if not records:

@@ -297,10 +297,14 @@ class DetectionTask(Task):
         components = {"format": 1.0, **reward_components(stats)}
         weights = asdict(self.weights)
         total = sum(weights[key] * value for key, value in components.items())
-        return RewardResult(total, components)
+        return RewardResult(total, components, answer=answer)
 
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-        """COCO AP / AP50 / AP75 (APs/APm/APl where defined) in 0-100; see :func:`coco.coco_ap`."""
+        """COCO AP / AP50 / AP75 (APs/APm/APl where defined) in 0-100; see :func:`coco.coco_ap`.
+
+        No records, no metrics: AP is undefined on an empty set (records without a single truth box raise)."""
+        if not records:
+            return {}
         truths, predictions = [], []
         for record in records:
             size = tuple(record["image_size"])

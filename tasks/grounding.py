@@ -270,7 +270,7 @@ class GroundingTask(Task):
         except ParseError:
             return RewardResult(0.0, {"format": 0.0, "iou": None})
         overlap = box_iou(box, sample, self.space(sample))
-        return RewardResult(1.0 + overlap**self.iou_power, {"format": 1.0, "iou": overlap})
+        return RewardResult(1.0 + overlap**self.iou_power, {"format": 1.0, "iou": overlap}, answer=box)
 
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         if not records:

@@ -91,7 +91,7 @@ class OCRTask(Task):
         except ParseError:
             return RewardResult(0.0, {"format": 0.0, "edit_similarity": None})
         similarity = 1.0 - normalized_edit_distance(answer[: reward_cap(gt)], gt)
-        return RewardResult(similarity, {"format": 1.0, "edit_similarity": similarity})
+        return RewardResult(similarity, {"format": 1.0, "edit_similarity": similarity}, answer=answer)
 
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         if not records:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from PIL import Image
 
 from perception_r1 import PaperBenchmark, ParseError, RewardResult, Shapes, Task
 from perception_r1.testing import check_task
@@ -36,7 +39,8 @@ class GoodTask(Task):
 
     def synthetic(self, rng):
         word = rng.choice(["cat", "dog", "owl"])
-        return {"image": None, "image_size": [8, 8], "query": {"word": word}, "solution": {"text": word.upper()}}
+        image = Image.new("RGB", (8, 8))
+        return {"image": image, "image_size": [8, 8], "query": {"word": word}, "solution": {"text": word.upper()}}
 
 
 def test_a_correct_task_passes():
@@ -95,6 +99,28 @@ class NegativeObjects(GoodTask):
         return -1
 
 
+class BacktrackingParser(GoodTask):
+    def parse(self, text):
+        if not re.match(r"^(\w+\s?)+$", text[:1000]):  # nested quantifiers: exponential on a near-miss
+            raise ParseError("not words")
+        return super().parse(text)
+
+
+class EmptyEvaluateDivides(GoodTask):
+    def evaluate(self, records):
+        return {"accuracy": sum(self.reward(r["completion"], r).total for r in records) / len(records)}
+
+
+class NoImage(GoodTask):
+    def synthetic(self, rng):
+        return {**super().synthetic(rng), "image": None}
+
+
+class RewardReturnsNone(GoodTask):
+    def reward(self, completion, sample):
+        return None if not completion.strip() else super().reward(completion, sample)
+
+
 class PaperMetricNotReported(GoodTask):
     paper_benchmarks = {"Upper val": PaperBenchmark({"acc@0.5": (0.5, 0.6)})}
 
@@ -132,6 +158,10 @@ def test_optional_parts_given_well_pass():
         (NegativeObjects(), "objects .* returned -1"),
         (PaperMetricNotReported(), "metric 'acc@0.5' is not one evaluate"),
         (PaperNumbersNotAPair(), "must be a finite .base, Perception-R1. pair"),
+        (BacktrackingParser(), "parse took .* catastrophic regex backtracking"),
+        (EmptyEvaluateDivides(), r"evaluate\(\[\]\) raised ZeroDivisionError"),
+        (NoImage(), "synthetic sample 0 has no PIL image"),
+        (RewardReturnsNone(), "'upper': reward returned NoneType .*, not a RewardResult"),
     ],
 )
 def test_kit_rejects_a_broken_task(task, message):

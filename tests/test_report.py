@@ -134,3 +134,8 @@ def test_each_task_says_what_to_draw_and_what_to_caption(tmp_path):
     scale = VIEW / 100
     assert _is(picture.getpixel((int(10 * scale) + 1, int(30 * scale))), TRUTH)
     assert _is(picture.getpixel((int(90 * scale) - 1, int(30 * scale))), PREDICTION)
+
+
+def test_report_on_a_missing_path_says_it_does_not_exist(tmp_path):
+    result = run_cli("report", str(tmp_path / "nope"))
+    assert result.returncode == 2 and "does not exist" in result.stderr and result.stderr.count("\n") == 1

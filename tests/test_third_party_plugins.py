@@ -8,6 +8,7 @@ import ast
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,13 @@ def venv(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(root)], check=True)
     python = root / "bin" / "python"
     assert python.exists()
+    if sys.prefix != sys.base_prefix:
+        # run from inside a virtualenv: --system-site-packages shows only the *base* interpreter's packages,
+        # so the outer environment's (perception-r1's editable install included, through its .pth files)
+        # are added behind the throw-away's own site-packages
+        own = next(root.glob("lib/python*/site-packages"))
+        outer = [d for d in site.getsitepackages() if Path(d).is_dir()]
+        (own / "_outer_env.pth").write_text("".join(f"import site; site.addsitedir({d!r})\n" for d in outer))
     return python
 
 
@@ -129,6 +137,8 @@ def _run(python: Path, *args: str, env: dict[str, str] | None = None, cwd: Path 
 
 
 def _pip(python: Path, *args: str):
+    """pip as a user runs it: with build isolation, which brings the build requirements (setuptools >= 69)
+    whatever the environment has (a fresh virtualenv's own setuptools is too old for the pyproject)."""
     return _run(python, "-m", "pip", "--disable-pip-version-check", "-q", *args)
 
 
@@ -150,7 +160,7 @@ def test_new_plugin_installs_passes_its_own_tests_and_uninstalls(venv, tmp_path)
     plugin = tmp_path / dist
     before = _plugins(venv)
     assert name not in before
-    _pip(venv, "install", "--no-deps", "--no-build-isolation", "-e", str(plugin))
+    _pip(venv, "install", "--no-deps", "-e", str(plugin))
     try:
         # the copy's own tests, unchanged, in its own directory
         tests = _run(venv, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=plugin, check=False)
@@ -182,7 +192,7 @@ def test_real_plugin_distributions_are_found_and_filtered(venv, tmp_path):
                         ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", ".*cache", "build"))
         sources.append(str(copy))
     dists = ["perception-r1-text-spotting", "perception-r1-brevity-reward"]
-    _pip(venv, "install", "--no-deps", "--no-build-isolation", *sources)
+    _pip(venv, "install", "--no-deps", *sources)
     try:
         where = _run(venv, "-c", "import perception_r1_text_spotting as m; print(m.__file__)").stdout
         assert where.startswith(str(venv.parent.parent)), where  # the wheel just built, not a copy elsewhere

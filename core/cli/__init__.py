@@ -30,13 +30,17 @@ def plugins() -> None:
 
 
 @cli.command()
-def tasks() -> None:
-    """Print a table of the installed tasks."""
+@click.option("--schema", "schema_of", metavar="TASK", help="Print TASK's solution JSON Schema instead.")
+def tasks(schema_of: str | None) -> None:
+    """Print a table of the installed tasks (`perception-r1 docs` has the full plugin reference)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     registry = get_registry()
+    if schema_of:
+        click.echo(json.dumps(registry.task(schema_of).solution_schema, indent=2))
+        return
     table = Table("task", "plugin", "coords", "reward range", "metric", "description")
     owners = {t: p.name for p in registry.plugins.values() for t in p.tasks}
     for name in sorted(registry.tasks):

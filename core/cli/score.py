@@ -50,9 +50,8 @@ def command(task_name: str, file: str, coords: str | None, out: str | None, as_j
     scored, metrics = score_file(file, task, coords)
     if out:
         write_jsonl(out, scored)
+    summary = {**metrics, "mean_reward": sum(r["reward"] for r in scored) / len(scored), "records": len(scored)}
     if as_json:
-        click.echo(json.dumps(metrics))
+        click.echo(json.dumps(summary))
     else:
-        mean_reward = sum(r["reward"] for r in scored) / len(scored)
-        print_table(metrics_table({task_name: {**metrics, "mean reward": mean_reward, "records": len(scored)}},
-                                  title=f"{file}"))
+        print_table(metrics_table({task_name: summary}, title=f"{file}"))

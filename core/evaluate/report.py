@@ -402,6 +402,8 @@ def build_report(run_dir: str | Path) -> str:
     from perception_r1.errors import UserError
 
     root = Path(run_dir)
+    if not root.exists():
+        raise UserError(f"{root} does not exist (give a run directory, or an `eval --out` directory)")
     if not root.is_dir() or not any((root / f).is_file() for f in KNOWN_FILES):
         raise UserError(f"{root}: not a run or eval directory (none of {', '.join(KNOWN_FILES)} there)")
     config_text = _config_text(root / "config.yaml")

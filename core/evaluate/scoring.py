@@ -18,7 +18,7 @@ class RewardError(UserError):
     """A reward (a task's own or a custom one) raised, or returned something that is not a finite number in range."""
 
 
-def _one_line(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
 
@@ -31,7 +31,7 @@ def task_reward(task: Task, completion: str, sample: Any) -> RewardResult:
         result = task.reward(completion, sample)
         total = float(result.total)
     except Exception as exc:
-        raise RewardError(f"{where} raised {_one_line(exc)}") from exc
+        raise RewardError(f"{where} raised {describe_exception(exc)}") from exc
     lo, hi = task.reward_range
     if not (math.isfinite(total) and lo - 1e-6 <= total <= hi + 1e-6):
         raise RewardError(f"{where} returned {total!r}, outside its reward_range [{lo:g}, {hi:g}]")
@@ -45,7 +45,7 @@ def task_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, float]:
     except UserError:
         raise
     except Exception as exc:
-        raise UserError(f"task '{task.name}' evaluate raised {_one_line(exc)} ({len(records)} records)") from exc
+        raise UserError(f"task '{task.name}' evaluate raised {describe_exception(exc)} ({len(records)} records)") from exc
 
 
 def _check_record(row: dict[str, Any], task: Task, coords: str | None) -> None:

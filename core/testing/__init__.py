@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -23,14 +25,18 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
-from perception_r1.contract import PaperBenchmark, ParseError, Shapes, Task, contract_problems
+from perception_r1.contract import PaperBenchmark, ParseError, RewardResult, Shapes, Task, contract_problems
 
 if TYPE_CHECKING:
     from perception_r1.registry import Registry
 
 #: generous wall-clock bound for one parse/reward call on a 1 MB input: catches blow-ups, not slowness
 SLOW_CALL_SECONDS = 5.0
+#: the bound for inputs up to SHORT_INPUT_CHARS: a parser that needs a second for 60 characters is exponential
+SHORT_CALL_SECONDS = 1.0
+SHORT_INPUT_CHARS = 1000
 TOLERANCE = 1e-6
 
 _ADVERSARIAL = [
@@ -53,6 +59,16 @@ _ADVERSARIAL = [
     "(1,2),(3,4)" * 2000,
     "9" * 100_000,
     "x" * 1_000_000,
+    # short inputs that make nested or overlapping quantifiers backtrack exponentially
+    "a" * 40 + "!",
+    "1" * 40 + "x",
+    "1," * 30 + "x",
+    "(1,1)," * 12 + "(",
+    "(" + "1 " * 30 + "x",
+    " " * 40 + "x",
+    "0." * 30 + "x",
+    "[" + "1, " * 25 + "x",
+    '{"bbox_2d": [' + "1, " * 25 + "x",
 ]
 
 
@@ -83,12 +99,35 @@ def _near_misses(text: str, rng: random.Random, n: int = 12) -> list[str]:
     return out
 
 
+class _TooSlow(Exception):
+    pass
+
+
+def _raise_too_slow(*_: Any) -> None:
+    raise _TooSlow
+
+
 def _timed(task: Task, what: str, fn: Callable[[], Any], text: str) -> Any:
+    """``fn()``, failing when it takes longer than its budget: a short input gets a short one, so a regex
+    that backtracks catastrophically fails here in a second, interrupted by an alarm, instead of hanging."""
+    budget = SHORT_CALL_SECONDS if len(text) <= SHORT_INPUT_CHARS else SLOW_CALL_SECONDS
+    alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if alarm:
+        previous = signal.signal(signal.SIGALRM, _raise_too_slow)
+        signal.setitimer(signal.ITIMER_REAL, budget * 2)
     start = time.perf_counter()
-    result = fn()
+    try:
+        result = fn()
+    except _TooSlow:
+        result = None
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
     elapsed = time.perf_counter() - start
-    assert elapsed < SLOW_CALL_SECONDS, (
-        f"task '{task.name}': {what} took {elapsed:.1f}s on a {len(text)}-char input (unbounded work?)"
+    assert elapsed < budget, (
+        f"task '{task.name}': {what} took {elapsed:.1f}s or more on the {len(text)}-char input {text[:80]!r}"
+        f" (unbounded work? catastrophic regex backtracking?)"
     )
     return result
 
@@ -118,6 +157,10 @@ def check_reward_in_range(task: Task, text: str, sample: Mapping[str, Any]) -> N
         raise AssertionError(
             f"task '{task.name}': reward raised {type(exc).__name__}: {exc} on input {text[:80]!r}"
         ) from exc
+    assert isinstance(result, RewardResult), (
+        f"task '{task.name}': reward returned {type(result).__name__} ({result!r:.60}), not a RewardResult,"
+        f" for {text[:80]!r}"
+    )
     total = result.total
     assert isinstance(total, int | float) and math.isfinite(total), (
         f"task '{task.name}': reward total {total!r} is not finite for {text[:80]!r}"
@@ -144,6 +187,14 @@ def check_schema_and_synthetic(task: Task, samples: list[dict[str, Any]]) -> Non
             raise AssertionError(f"task '{task.name}': synthetic sample {i} breaks the schema: {exc.message}") from exc
         size = sample.get("image_size")
         assert isinstance(size, list | tuple) and len(size) == 2, f"task '{task.name}': sample {i} has no image_size"
+        image = sample.get("image")
+        assert isinstance(image, Image.Image), (
+            f"task '{task.name}': synthetic sample {i} has no PIL image (got {type(image).__name__}); "
+            f"the embedded default trains on what synthetic() draws"
+        )
+        assert list(image.size) == list(size), (
+            f"task '{task.name}': synthetic sample {i}: image_size {list(size)} but the image is {list(image.size)}"
+        )
         task.prompt(sample)  # every template field is present
         json.dumps(sample["solution"])  # ground truth is plain JSON
 
@@ -159,6 +210,19 @@ def check_perfect_answer(task: Task, samples: list[dict[str, Any]]) -> None:
             f"task '{task.name}': the ground truth as a completion scores {total}, not the maximum {hi}"
             f" (sample {i}: {text[:80]!r})"
         )
+
+
+def check_evaluate_empty(task: Task) -> None:
+    """``evaluate([])`` (an empty data set or split) returns finite numbers or nothing, never raises."""
+    try:
+        metrics = task.evaluate([])
+    except Exception as exc:
+        raise AssertionError(
+            f"task '{task.name}': evaluate([]) raised {type(exc).__name__}: {exc} (an empty split must not crash)"
+        ) from exc
+    assert isinstance(metrics, dict), f"task '{task.name}': evaluate([]) returned {type(metrics).__name__}, not a dict"
+    for key, v in metrics.items():
+        assert isinstance(v, int | float) and math.isfinite(v), f"task '{task.name}': evaluate([]) gives {key}={v!r}"
 
 
 def check_perfect_evaluation(task: Task, samples: list[dict[str, Any]]) -> None:
@@ -264,6 +328,7 @@ def check_task(task: Task, *, max_examples: int = 200, n_samples: int = 4) -> di
     check_schema_and_synthetic(task, samples)
     check_perfect_answer(task, samples)
     check_perfect_evaluation(task, samples)
+    check_evaluate_empty(task)
     check_drawing_and_objects(task, samples)
     check_paper_benchmarks(task, samples)
     fuzzed = check_fuzz(task, samples, max_examples=max_examples)
@@ -286,6 +351,16 @@ def check_discoverable(task_name: str, registry: Registry | None = None) -> Task
     return registry.tasks[task_name]
 
 
+def _on_samples(check: Callable[[Task, list[dict[str, Any]]], None]) -> Callable[[Any], None]:
+    """A TaskContract test running ``check`` on the task and a few of its synthetic samples."""
+
+    def test(self: TaskContract) -> None:
+        check(self._task(), self._samples())
+
+    test.__doc__ = check.__doc__
+    return test
+
+
 class TaskContract:
     """Subclass in a plugin's tests and set ``task_name``: every contract check becomes a test."""
 
@@ -304,20 +379,14 @@ class TaskContract:
     def test_static_contract(self) -> None:
         check_static(self._task())
 
-    def test_schema_and_synthetic(self) -> None:
-        check_schema_and_synthetic(self._task(), self._samples())
+    def test_evaluate_empty(self) -> None:
+        check_evaluate_empty(self._task())
 
-    def test_perfect_answer_gets_max_reward(self) -> None:
-        check_perfect_answer(self._task(), self._samples())
-
-    def test_perfect_predictions_get_best_metric(self) -> None:
-        check_perfect_evaluation(self._task(), self._samples())
-
-    def test_drawing_and_objects(self) -> None:
-        check_drawing_and_objects(self._task(), self._samples())
-
-    def test_paper_benchmarks(self) -> None:
-        check_paper_benchmarks(self._task(), self._samples())
+    test_schema_and_synthetic = _on_samples(check_schema_and_synthetic)
+    test_perfect_answer_gets_max_reward = _on_samples(check_perfect_answer)
+    test_perfect_predictions_get_best_metric = _on_samples(check_perfect_evaluation)
+    test_drawing_and_objects = _on_samples(check_drawing_and_objects)
+    test_paper_benchmarks = _on_samples(check_paper_benchmarks)
 
     def test_parse_and_reward_fuzz(self) -> None:
         check_fuzz(self._task(), self._samples(), max_examples=self.max_examples)

@@ -14,7 +14,7 @@ from typing import Any
 
 from perception_r1.contract import Task
 from perception_r1.errors import UserError
-from perception_r1.evaluate.scoring import RewardError, _one_line, task_reward
+from perception_r1.evaluate.scoring import RewardError, describe_exception, task_reward
 
 __all__ = ["RewardError", "WeightedReward", "build_rewards", "component_means", "describe", "parse_reward_flags",
            "score"]
@@ -68,12 +68,14 @@ def describe(rewards: Sequence[WeightedReward]) -> str:
 
 
 def score(
-    rewards: Sequence[WeightedReward], completions: Sequence[str], samples: Sequence[Mapping[str, Any]]
+    rewards: Sequence[WeightedReward], completions: Sequence[str], samples: Sequence[Mapping[str, Any]],
+    answers: list[Any] | None = None,
 ) -> tuple[list[float], dict[str, list[float | None]]]:
     """Totals (weighted sums over applicable rewards) and every component per completion.
 
     Components are named ``<task>/<component>`` for task rewards (plus ``<task>`` for its total) and
-    ``<reward name>`` for custom rewards.
+    ``<reward name>`` for custom rewards. ``answers``, when given (one slot per completion), receives the
+    parsed answer each task reward reports (``RewardResult.answer``), so nobody parses it again.
     """
     n = len(completions)
     totals = [0.0] * n
@@ -86,13 +88,15 @@ def score(
                     continue
                 result = task_reward(reward.task, completion, sample)
                 values[i] = result.total
+                if answers is not None and result.answer is not None:
+                    answers[i] = result.answer
                 for key, value in result.components.items():
                     components.setdefault(f"{reward.name}/{key}", [None] * n)[i] = value
         else:
             try:
                 values = list(reward.fn(list(completions), list(samples)))
             except Exception as exc:
-                raise RewardError(f"reward '{reward.name}' raised {_one_line(exc)}") from exc
+                raise RewardError(f"reward '{reward.name}' raised {describe_exception(exc)}") from exc
             if len(values) != n:
                 raise RewardError(f"reward '{reward.name}' returned {len(values)} values for {n} completions")
         for i, value in enumerate(values):

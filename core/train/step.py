@@ -35,9 +35,15 @@ class Record:
     reward: float = 0.0
     rewards: dict[str, float | None] = field(default_factory=dict)  # every named component
     advantage: float = 0.0
+    answer: Any = None  # the parsed answer, as the task's reward reported it (None: did not parse, or not said)
 
     def parsed(self) -> str:
-        """The task's reading of the completion, for people: the answer's repr or the parse error."""
+        """The task's reading of the completion, for people: the answer's repr or the parse error.
+
+        The reward already parsed it; only a task that does not report its answer, or an unparsable
+        completion (for the reason), is parsed here."""
+        if self.answer is not None:
+            return repr(self.answer)[:PARSED_CHARS]
         try:
             return repr(self.task.parse(self.completion))[:PARSED_CHARS]
         except ParseError as exc:
@@ -79,9 +85,10 @@ def score_records(
     rewards: Sequence[WeightedReward], records: list[Record]
 ) -> tuple[torch.Tensor, dict[str, list[float | None]]]:
     """Every reward on every record: (N,) weighted totals, and each component over the records."""
-    totals, components = score(rewards, [r.completion for r in records], [r.sample for r in records])
+    answers: list[Any] = [None] * len(records)
+    totals, components = score(rewards, [r.completion for r in records], [r.sample for r in records], answers)
     for i, record in enumerate(records):
-        record.reward = totals[i]
+        record.reward, record.answer = totals[i], answers[i]
         record.rewards = {name: values[i] for name, values in components.items()}
     return torch.tensor(totals, dtype=torch.float32), components
 

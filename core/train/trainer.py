@@ -102,7 +102,8 @@ class Trainer:
         if config["threads"]:
             torch.set_num_threads(config["threads"])
         if self.main:
-            console.print(start_line(config, self.policy.name, num_params, filled, self.rewards), highlight=False, markup=False)
+            line = start_line(config, self.policy.name, num_params, filled, self.rewards)
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
         self.policy.model.train()
         self.reference = None
         if config["beta"] > 0:  # the frozen start point the KL term pulls towards

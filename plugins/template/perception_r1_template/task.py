@@ -48,7 +48,8 @@ class ColorTask(Task):
         except ParseError:
             return RewardResult(0.0, {"format": 0.0, "accuracy": None})
         correct = float(answer == sample["solution"]["color"].lower())
-        return RewardResult(FORMAT_WEIGHT + (1 - FORMAT_WEIGHT) * correct, {"format": 1.0, "accuracy": correct})
+        total = FORMAT_WEIGHT + (1 - FORMAT_WEIGHT) * correct
+        return RewardResult(total, {"format": 1.0, "accuracy": correct}, answer=answer)  # logged, not re-parsed
 
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         results = [self.reward(r["completion"], r).components for r in records]

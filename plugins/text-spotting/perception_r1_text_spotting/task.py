@@ -100,7 +100,7 @@ class TextSpotting(Task):
                 "text": float(np.mean([sims[i, j] for i, j in matched])) if matched else 0.0,
             }
         total = sum(WEIGHTS[k] * parts[k] for k in WEIGHTS)
-        return RewardResult(float(min(1.0, max(0.0, total))), parts)
+        return RewardResult(float(min(1.0, max(0.0, total))), parts, answer=words)
 
     # -- evaluation ------------------------------------------------------------------------------
     def _true_positives(self, record: Mapping[str, Any]) -> tuple[int, int, int, int, bool]:
