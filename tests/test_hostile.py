@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import make_dist
+from helpers import make_dist, run_cli
 
 from perception_r1.cli import main
 from perception_r1.registry import get_registry
@@ -285,6 +285,8 @@ def test_decompression_bomb_in_a_data_set(capsys, tmp_path, size, says):
     bomb_png(tmp_path / "bomb.png", *size)
     write_jsonl(tmp_path / "val.jsonl", [{"image": "bomb.png", "text": "hi"}])
     one_line_error(cli(capsys, "eval", "--task", "ocr", "--data", tmp_path), f"{tmp_path / 'val.jsonl'}:1:", says)
+    result = run_cli("eval", "--task", "ocr", "--data", str(tmp_path))  # a real process: no PIL warning line either
+    one_line_error((result.returncode, result.stdout, result.stderr), says)
     from perception_r1.data.prepare import prepare_sample
     from perception_r1.errors import UserError
 
@@ -418,3 +420,11 @@ def test_report_embeds_images_only_from_the_run_and_data_directories(tmp_path, m
     assert page.count("outside the run and data directories") == 1
     monkeypatch.setenv("PERCEPTION_R1_IMAGE_ROOTS", str(outside))
     assert "outside the run and data directories" not in build_report(run)
+
+
+def test_task_names_and_descriptions_are_not_markup(capsys, monkeypatch):
+    task = get_registry().tasks["ocr"]
+    monkeypatch.setattr(task, "description", "reads [/x] and [bold]text")
+    code, out, err = cli(capsys, "tasks")
+    assert code == 0, err
+    assert "[/x]" in out and "[bold]text" in out

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -39,6 +40,9 @@ MAX_KEPT_PIXELS = 4096 * 4096
 MAX_DEPTH = 32  # a ground truth nested deeper than this is not one
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+# PIL warns between MAX_IMAGE_PIXELS and twice it; such images are refused here with one line (pixels_problem),
+# so the warning would only be a second, traceback-like line on stderr
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 ENV_IMAGE_ROOTS = "PERCEPTION_R1_IMAGE_ROOTS"
 #: the directories images may be read from while a data set loads (set by the core's loader)
 _ROOTS: ContextVar[tuple[Path, ...] | None] = ContextVar("image_roots", default=None)
