@@ -133,6 +133,7 @@ def test_one_writer_per_run_directory_and_stale_locks(capsys, tmp_path):
     with rundir.locked(run):
         (run / "config.yaml").write_text(dump_yaml({**resolve(None, {"task": "ocr"}), "out": str(run)}))
         one_line_error(cli(capsys, "run", "--resume", run), "is being written by process", str(os.getpid()))
+        one_line_error(cli(capsys, "run", "--task", "ocr", "--out", run), "is being written by process")
         with pytest.raises(Exception, match="being written"):
             rundir.acquire(run)
     assert not (run / "run.lock").exists()  # released

@@ -32,6 +32,8 @@ def check_new(run_dir: Path) -> None:
     """UserError unless ``run_dir`` can take a new run: it does not exist, or it is an empty directory."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file, not a directory")
+    if (holder := _holder(run_dir / LOCK)) and _alive(holder[0]):
+        raise UserError(f"--out {run_dir} is being written by process {holder[0]} on {holder[1]}: give another --out")
     if (run_dir / "config.yaml").exists():
         raise UserError(f"--out {run_dir} already holds a run (--resume {run_dir} continues it; --out NEW starts another)")
     if run_dir.is_dir() and any(run_dir.iterdir()):
