@@ -429,3 +429,13 @@ def test_task_names_and_descriptions_are_not_markup(capsys, monkeypatch):
     code, out, err = cli(capsys, "tasks")
     assert code == 0, err
     assert "[/x]" in out and "[bold]text" in out
+
+
+def test_whole_json_data_files_with_huge_numbers_or_deep_nesting(tmp_path):
+    from perception_r1.errors import UserError
+    from perception_r1.tasks.rows import read_json
+
+    for name, text in (("deep.json", "[" * 100_000 + "]" * 100_000), ("digits.json", '{"a": ' + "9" * 5000 + "}")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(UserError, match=f"{name}: not valid JSON"):
+            read_json(tmp_path / name)
