@@ -86,11 +86,6 @@ def read_records(path: str | Path, task: Task, coords: str | None = None) -> lis
     return records
 
 
-def load_records(path: str | Path, task: Task, coords: str | None = None) -> list[dict[str, Any]]:
-    """Read and validate every line before anything is scored; the first bad line is a UserError."""
-    return [row for _, row in read_records(path, task, coords)]
-
-
 def score_file(path: str | Path, task: Task, coords: str | None = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """:func:`score_records` of a file's records; a reward or evaluator failure names ``file:line`` / the file."""
     lines = read_records(path, task, coords)
