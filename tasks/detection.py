@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jsonschema
 import numpy as np
 
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
@@ -252,7 +253,7 @@ def load_hf_objects(task: Task, path: str | Path, split: str, limit: int | None 
     """A `datasets` object-detection set in the transformers convention (cppe-5, COCO exports): ``image``,
     ``objects`` with ``bbox`` (COCO xywh pixels) and ``category`` (ClassLabel ids, or names); ``image_id``."""
     names = ["validation", "val"] if split == "val" else [split]
-    table, split_name = rows.open_split(path, names)
+    table, split_name = rows.dataset_table(path, names)
     classes = _class_names(table.features.get("objects"))
 
     def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -350,6 +351,13 @@ class DetectionTask(Task):
             boxes = geometry.to_pixels(answer.boxes, self.space(record), size, record.get("resized_size"))
             predictions.append(ImageBoxes(size, boxes, answer.labels))
         return coco_ap(truths, predictions)
+
+    def validate_solution(self, solution: Any) -> None:
+        """The schema, and one label per box (which a JSON Schema cannot say)."""
+        super().validate_solution(solution)
+        if len(solution["boxes"]) != len(solution["labels"]):
+            raise jsonschema.ValidationError(f"{len(solution['boxes'])} boxes but {len(solution['labels'])} labels "
+                                             f"(one label per box)")
 
     def render(self, sample: Mapping[str, Any]) -> str:
         """The truth as a fenced JSON answer, numbers rounded to the answer grid of the sample's space."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
     """
     from perception_r1.registry import get_registry
     from perception_r1.train import config as cfg
+    from perception_r1.train import rundir
     from perception_r1.train.launch import relaunch_if_needed
     from perception_r1.train.rewards import parse_reward_flags
     from perception_r1.train.trainer import Trainer
@@ -54,6 +56,7 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
         "eval_samples": eval_samples, "threads": threads,
         "rewards": parse_reward_flags(reward_flags) if reward_flags else None,
     }
+    main = os.environ.get("RANK", "0") == "0"
     if resume_dir:
         run_dir = Path(resume_dir)
         if not (run_dir / "config.yaml").is_file():
@@ -64,9 +67,8 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
     else:
         config = cfg.resolve(config_file, overrides)
         run_dir = Path(out or config["out"] or f"runs/{config['task'].replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run_dir / "config.yaml").exists():
-            raise UserError(
-                f"--out {run_dir} already holds a run (--resume {run_dir} continues it; --out NEW starts another)"
-            )
+        if main:  # other ranks start when the main process has claimed the directory
+            rundir.check_new(run_dir)
     config["out"] = str(run_dir)
-    Trainer(config, get_registry(), run_dir, resume=bool(resume_dir)).run()
+    with rundir.locked(run_dir, main_process=main):  # one writer per directory (run.lock)
+        Trainer(config, get_registry(), run_dir, resume=bool(resume_dir)).run()

@@ -177,10 +177,16 @@ class Policy:
     # -- prompts ---------------------------------------------------------------------------------
     def chat_text(self, prompt: str, with_image: bool = True) -> str:
         """The chat-formatted prompt text (ends with the assistant header)."""
+        from jinja2 import TemplateError  # SecurityError (the sandbox refusing an attribute) is one
+
         content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": prompt}]
-        return self.processor.apply_chat_template(
-            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-        )
+        try:
+            return self.processor.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
+        except TemplateError as exc:
+            raise UserError(f"model '{self.name}': its chat template cannot be used "
+                            f"({type(exc).__name__}: {str(exc)[:200]})".replace("\n", " ")) from exc
 
     def encode_prompts(
         self, prompts: Sequence[str], images: Sequence[Image.Image] | None, repeat: int = 1

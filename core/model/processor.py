@@ -4,6 +4,7 @@ processor) and the model directory it is saved in, as real checkpoints ship."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from transformers import ProcessorMixin
@@ -81,8 +82,12 @@ def save_model_dir(model, processor: PerceptionProcessor, out_dir: str | Path, d
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
+    final.mkdir(parents=True, exist_ok=True)
+    # a new (empty) directory is written beside and renamed into place: a kill never leaves half a model
+    fresh = not any(final.iterdir())
+    out = final.parent / f".tmp-{final.name}-{os.getpid()}" if fresh else final
+    out.mkdir(exist_ok=True)
     if dtype is not None and dtype != next(model.parameters()).dtype:
         import copy
 
@@ -91,4 +96,6 @@ def save_model_dir(model, processor: PerceptionProcessor, out_dir: str | Path, d
     processor.save_pretrained(out)
     processor.image_processor.save_pretrained(out)  # preprocessor_config.json, as real checkpoints ship
     (out / "chat_template.jinja").write_text(processor.chat_template)
-    return out
+    if fresh:
+        os.replace(out, final)  # onto the empty directory
+    return final

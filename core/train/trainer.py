@@ -26,7 +26,7 @@ from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.model.lora import adapter_off
-from perception_r1.train import checkpoint
+from perception_r1.train import checkpoint, rundir
 from perception_r1.train.config import dump_yaml, fill_model_defaults
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.optim import gradients
@@ -58,6 +58,16 @@ def start_line(config: dict[str, Any], model: str, num_params: int, filled: list
     return (f"GRPO on {config['task']}: model {model}, lr {config['learning_rate']:g}{why}, "
             f"{config['steps']} steps x {config['prompts_per_step']} prompts x G={config['group_size']}, "
             f"rewards: {describe(rewards)}, torch threads {torch.get_num_threads()}")
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A resumed run's ``eval.json`` ({} when there is none yet); anything else there is a one-line error."""
+    results = io.read_json_object(path) if path.exists() else {}
+    for key in ("before", "after"):
+        value = results.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(v, int | float) for v in value.values()):
+            raise UserError(f"{path}:1: '{key}' must be an object of metric names to numbers (not written by this run?)")
+    return results
 
 
 #: below this KL (nats per token) the policy counts as equal to the reference (float noise is ~1e-8)
@@ -246,7 +256,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             io.atomic_write_text(self.out / "config.yaml", dump_yaml(c))
-        results = json.loads(eval_path.read_text()) if eval_path.exists() else {}
+        results = read_results(eval_path)
         if "before" not in results:
             results["before"] = self.evaluate("before")
             if self.main:
@@ -306,10 +316,8 @@ class Trainer:
                 raise UserError(f"--resume: {exc}") from exc
             self.step = state["step"]
         # drop log lines written after the last checkpoint (or all, if the kill came before the first one):
-        # those steps run again
-        for name in ("metrics.jsonl", "completions.jsonl"):
-            path = self.out / name
-            if path.exists():
-                keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
-                io.atomic_write_text(path, "".join(line + "\n" for line in keep))
+        # those steps run again; a torn last line and interrupted checkpoint writes are what a kill leaves
+        if self.main:
+            rundir.repair_logs(self.out, self.step)
+            rundir.remove_partial_checkpoints(self.out / "checkpoints")
         console.print(f"resumed from {latest or 'the start (no checkpoint yet)'} (step {self.step})")
