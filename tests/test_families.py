@@ -128,3 +128,19 @@ def test_run_and_eval_on_grounding(family_dir, tmp_path):
                  "--max-new-tokens", "8", "--coords", "pixels", "--json")
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert "miou" in json.loads(ev.stdout.strip().splitlines()[-1])
+
+
+def test_a_model_without_a_family_row_takes_the_generic_path(tmp_path, monkeypatch):
+    """LLaVA with its row removed: AutoModelForImageTextToText, the processor class its directory names."""
+    from perception_r1.model import families
+
+    path = build_family("llava", tmp_path / "llava")
+    monkeypatch.delitem(families.FAMILIES, "llava")
+    policy = Policy.load(path)
+    assert policy.family is families.GENERIC and not policy.fast and policy.coord_space == "norm1000"
+    assert type(policy.processor).__name__ == "LlavaProcessor"
+    torch.manual_seed(3)
+    r = policy.generate(PROMPTS, images(), num_generations=2, max_new_tokens=6, return_logprobs=True)
+    with torch.no_grad():
+        ours = policy.token_logprobs(r)
+    assert torch.allclose(ours * r.completion_mask, r.sampler_logprobs, atol=1e-4)
