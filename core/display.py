@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -15,20 +16,20 @@ from rich.progress import (
 )
 from rich.table import Table
 
-console = Console(stderr=True)
+console = Console(stderr=True, markup=False)  # run dirs, task and file names are user text, never markup
 
 
 def metrics_table(columns: Mapping[str, Mapping[str, float]], title: str | None = None) -> Table:
     """One row per metric, one column per set of metrics (e.g. before / after)."""
-    table = Table(title=title)
+    table = Table(title=escape(title) if title else title)  # file and task names are user text, not markup
     table.add_column("metric")
     for name in columns:
-        table.add_column(name, justify="right")
+        table.add_column(escape(str(name)), justify="right")
     keys: list[str] = []
     for metrics in columns.values():
         keys += [k for k in metrics if k not in keys]
     for key in keys:
-        table.add_row(key, *[_fmt(m.get(key)) for m in columns.values()])
+        table.add_row(escape(str(key)), *[escape(_fmt(m.get(key))) for m in columns.values()])
     return table
 
 
@@ -45,10 +46,10 @@ def print_table(table: Table) -> None:
 def progress() -> Progress:
     """A progress bar on stderr; it hides itself when stderr is not a terminal (logs, CI)."""
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -84,3 +85,18 @@ class AllowList:
         if not self.hidden:
             return f"; {self} is set"
         return f"; {self} is set and hides the plugins {', '.join(self.hidden)}: add one to load it"
+
+
+def check_foreign_module(module: object, ep: Any, dist: str) -> None:
+    """PluginError when a third-party entry point names one of perception-r1's own modules or a
+    standard-library module instead of a plugin."""
+    name = str(getattr(module, "__name__", ""))
+    if dist == BUILTIN_DIST:
+        return
+    if name == "perception_r1" or name.startswith("perception_r1."):
+        problem = f"names perception-r1's own module '{name}', not a plugin"
+    elif name.split(".")[0] in sys.stdlib_module_names or name.split(".")[0] in sys.builtin_module_names:
+        problem = f"names the standard-library module '{name}', not a plugin"
+    else:
+        return
+    raise PluginError(f"plugin '{ep.name}' ({dist}): its entry point {ep.value!r} {problem} (exclude it with {ENV_ALLOW}=...)")

@@ -24,6 +24,7 @@ from .info import (
     PluginInfo,
     PluginWarning,
     allow_list_from_env,
+    check_foreign_module,
     dist_name,
     installed_entry_points,
 )
@@ -52,19 +53,18 @@ class Registry:
             dist = dist_name(ep)
             try:
                 module = ep.load()
-            except Exception as exc:  # any import failure of foreign code becomes one line
-                raise PluginError(
-                    f"plugin '{ep.name}' ({dist}) failed to import: {type(exc).__name__}: {exc}"
-                    f" (exclude it with {ENV_ALLOW}=...)"
-                ) from exc
+            except (Exception, SystemExit) as exc:  # any import failure of foreign code (sys.exit too) is one line
+                raise PluginError(f"plugin '{ep.name}' ({dist}) failed to import: {type(exc).__name__}: {exc}"
+                                  f" (exclude it with {ENV_ALLOW}=...)".replace("\n", " ")) from exc
+            check_foreign_module(module, ep, dist)
             self.add_plugin(module, ep.name, dist, ep.dist.version if ep.dist else "?", dist == BUILTIN_DIST)
 
     def add_plugin(
         self, plugin: object, name: str, distribution: str = "<in-process>", version: str = "0", builtin: bool = False
     ) -> PluginInfo:
         """Register one plugin object and run its hooks now, attributing what it registers to it."""
-        if name in self.plugins:
-            raise PluginError(f"plugin '{name}' is registered twice")
+        if name in self.plugins or self.pm.get_name(plugin) is not None:
+            raise PluginError(f"plugin '{name}' ({distribution}) is registered twice (or is another plugin's module)")
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()

@@ -204,7 +204,7 @@ def load_pixmo_count(task: Task, root: Path, split: str, limit: int | None = Non
     with the bytes."""
     names = ["validation", "val"] if split == "val" else [split]
     files = rows.split_files(root, names, "parquet")
-    if not files:
+    if not files and not rows.is_dataset_source(root):
         raise UserError(f"{root}: no '{names[0]}' parquet files (expected {root}/[data/]{names[0]}-*.parquet)")
     folder = rows.images_dir(root)
 
@@ -222,7 +222,7 @@ def load_pixmo_count(task: Task, root: Path, split: str, limit: int | None = Non
             sample["id"] = f"{row['image_sha256'][:16]}-{label.strip()}"
         return [rows.finish(task, sample, image)]
 
-    return rows.collect(task, rows.parquet_rows(files), convert, limit)
+    return rows.collect(task, rows.table_rows(root, names), convert, limit)
 
 
 def _counting_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -311,6 +311,8 @@ class CountingTask(Task):
         ``{"image": "rel/path.jpg", "object": "people", "points": [[x, y], ...]}`` in pixels, optional
         ``"boxes"`` (same instances, same order), ``"image_size": [w, h]`` and ``"id"``."""
         split, root = split or "train", Path(path)
+        if rows.is_dataset_source(root):  # the same columns through `datasets` (save_to_disk dir, cached Hub id)
+            return Loaded(load_pixmo_count(self, root, split, limit), "pixmo-count-datasets", f"PixMo-Count {split}")
         if root.is_dir() and rows.split_files(root, ["validation" if split == "val" else split], "parquet"):
             return Loaded(load_pixmo_count(self, root, split, limit), "pixmo-count-parquet", f"PixMo-Count {split}")
         return Loaded(rows.load_jsonl(self, path, split, limit, _counting_row), "jsonl")

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import jsonschema
 import numpy as np
 
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
@@ -243,6 +244,40 @@ def load_coco(task: Task, path: str | Path, split: str | None = None, limit: int
     return rows.collect(task, images, convert, limit)
 
 
+def _class_names(feature: Any) -> list[str] | None:
+    """The names of the ClassLabel under an ``objects`` feature's ``category`` (however it is nested)."""
+    if hasattr(feature, "names"):
+        return list(feature.names)
+    if isinstance(feature, dict):
+        return _class_names(feature.get("category"))
+    inner = getattr(feature, "feature", None)
+    return _class_names(inner) if inner is not None else None
+
+
+def load_hf_objects(task: Task, path: str | Path, split: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """A `datasets` object-detection set in the transformers convention (cppe-5, COCO exports): ``image``,
+    ``objects`` with ``bbox`` (COCO xywh pixels) and ``category`` (ClassLabel ids, or names); ``image_id``."""
+    names = ["validation", "val"] if split == "val" else [split]
+    table, split_name = rows.dataset_table(path, names)
+    classes = _class_names(table.features.get("objects"))
+
+    def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
+        objects = row["objects"]
+        if isinstance(objects, list):  # a list of {bbox, category} instead of columns of lists
+            objects = {"bbox": [o["bbox"] for o in objects], "category": [o["category"] for o in objects]}
+        if len(objects["bbox"]) != len(objects["category"]):
+            raise rows.BadRow("objects: as many categories as boxes needed")
+        labels = [classes[c] if classes and isinstance(c, int) else str(c) for c in objects["category"]]
+        boxes = [rows.xywh_box(b, f"objects bbox {i + 1}") for i, b in enumerate(objects["bbox"])]
+        sample = {"query": {}, "solution": {"boxes": boxes, "labels": labels}}
+        if row.get("image_id") is not None:
+            sample["id"] = str(row["image_id"])
+        return [rows.finish(task, sample, rows.embedded_image(row["image"]))]
+
+    where = ((f"{path}[{split_name}]:row {n}", row) for n, row in enumerate(table, 1))
+    return rows.collect(task, where, convert, limit)
+
+
 class DetectionTask(Task):
     name = "detection"
     description = "Find every object of the listed classes: JSON boxes with labels (COCO AP)."
@@ -327,6 +362,13 @@ class DetectionTask(Task):
             predictions.append(ImageBoxes(size, boxes, answer.labels))
         return coco_ap(truths, predictions)
 
+    def validate_solution(self, solution: Any) -> None:
+        """The schema, and one label per box (which a JSON Schema cannot say)."""
+        super().validate_solution(solution)
+        if len(solution["boxes"]) != len(solution["labels"]):
+            raise jsonschema.ValidationError(f"{len(solution['boxes'])} boxes but {len(solution['labels'])} labels "
+                                             f"(one label per box)")
+
     def render(self, sample: Mapping[str, Any]) -> str:
         """The truth as a fenced JSON answer, numbers rounded to the answer grid of the sample's space."""
         gt_boxes, _ = _solution(sample)
@@ -352,8 +394,11 @@ class DetectionTask(Task):
         }
 
     def load(self, path: str, split: str | None = None, limit: int | None = None) -> Loaded:
-        """COCO 2017: ``<path>/annotations/instances_<split>2017.json`` + ``<path>/<split>2017/`` images."""
+        """COCO 2017: ``<path>/annotations/instances_<split>2017.json`` + ``<path>/<split>2017/`` images; or a
+        `datasets` source (``save_to_disk`` directory, cached Hub id) in the object-detection convention."""
         split = split or "train"
+        if rows.is_dataset_source(path):
+            return Loaded(load_hf_objects(self, path, split, limit), "hf-object-detection")
         return Loaded(load_coco(self, path, split, limit), "coco-2017", f"COCO {split.removesuffix('2017')}2017")
 
     def draw_solution(self, sample: Mapping[str, Any]) -> Shapes:

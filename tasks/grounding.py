@@ -155,7 +155,7 @@ def load_refcoco_parquet(task: Task, root: Path, split: str, limit: int | None =
             out.append(rows.finish(task, sample, image))
         return out
 
-    return rows.collect(task, rows.parquet_rows(rows.split_files(root, [split], "parquet")), convert, limit)
+    return rows.collect(task, rows.table_rows(root, [split]), convert, limit)
 
 
 def _refs_file(root: Path) -> Path | None:
@@ -215,7 +215,10 @@ def load_qwen_refcoco_jsonl(task: Task, file: Path, limit: int | None = None) ->
 
 
 def load_refcoco(task: Task, root: Path, split: str, limit: int | None) -> Loaded | None:
-    """A RefCOCO-family layout at ``root`` (refer JSON, lmms-lab parquet, Qwen-VL JSONL), else None."""
+    """A RefCOCO-family layout at ``root`` (refer JSON, lmms-lab parquet or the same columns through `datasets`:
+    a ``save_to_disk`` directory or a cached Hub id such as ``lmms-lab/RefCOCO``; Qwen-VL JSONL), else None."""
+    if rows.is_dataset_source(root):
+        return Loaded(load_refcoco_parquet(task, root, split, limit), "lmms-lab-datasets", _bench(root, split))
     if root.is_dir():
         if _refs_file(root) is not None:
             return Loaded(load_refer_json(task, root, split, limit), "refer-json", _bench(root, split))

@@ -10,6 +10,8 @@ has none), ``task``, and the solution validated against the task's schema.
 
 Parquet is read with ``pyarrow`` (a ``datasets`` dependency) batch by batch rather than through
 ``datasets.load_dataset``, which would first copy a multi-GB file into its cache and lose the row numbers.
+A `datasets` source (a ``save_to_disk`` directory, or a Hub id in the local cache) gives the same rows through
+:func:`dataset_rows` (``source[split]:row n``); :func:`table_rows` picks parquet files or that.
 Embedded images stay compressed in memory (``PIL.Image.open`` on the bytes decodes lazily).
 """
 
@@ -17,15 +19,15 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from PIL import Image
 
 from perception_r1.contract import Task
+from perception_r1.data import limits
+from perception_r1.data.hf import dataset_rows, is_dataset_source, open_split
 from perception_r1.data.io import read_jsonl
 from perception_r1.errors import UserError
 
@@ -40,9 +42,11 @@ class BadRow(ValueError):
 
 # -- values ------------------------------------------------------------------------------------------
 def number(value: Any, what: str) -> float:
-    """``value`` as a finite float (a JSON boolean is not a number), or BadRow."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BadRow(f"{what} must be a finite number, got {value!r}")
+    """``value`` as a finite float below :data:`~perception_r1.data.limits.MAX_NUMBER` in magnitude (a JSON
+    boolean is not a number; a 400-digit integer is refused, never an OverflowError), or BadRow."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or limits.number_problem(value):
+        shown = repr(value)
+        raise BadRow(f"{what} must be a finite number below {limits.MAX_NUMBER:g}, got {shown[:40]}")
     return float(value)
 
 
@@ -74,11 +78,16 @@ def image_size(image: Any) -> list[int]:
     """``[w, h]`` of a PIL image or an image file (the header only is read)."""
     try:
         if isinstance(image, Image.Image):
-            return [image.width, image.height]
-        with Image.open(image) as im:
-            return [im.width, im.height]
-    except OSError as exc:
-        raise BadRow(f"cannot open image {image} ({exc})") from exc
+            size = [image.width, image.height]
+        else:
+            with Image.open(image) as im:
+                size = [im.width, im.height]
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise BadRow(f"cannot open image {str(image)[-200:]} ({exc})") from exc
+    if size[0] * size[1] > limits.MAX_IMAGE_PIXELS:
+        raise BadRow(f"image {str(image)[-200:]} is {size[0]} x {size[1]} pixels, more than the cap of "
+                     f"{limits.MAX_IMAGE_PIXELS:,} (a decompression bomb, or downscale it first)")
+    return size
 
 
 def embedded_image(value: Any) -> Image.Image:
@@ -87,9 +96,11 @@ def embedded_image(value: Any) -> Image.Image:
     if not isinstance(data, bytes | bytearray):
         raise BadRow("image column holds no image bytes")
     try:
-        return Image.open(io.BytesIO(data))
-    except OSError as exc:
+        image = Image.open(io.BytesIO(data))
+    except (OSError, Image.DecompressionBombError) as exc:
         raise BadRow(f"image bytes are not an image ({exc})") from exc
+    image_size(image)  # the pixel cap
+    return image
 
 
 def images_dir(root: Path) -> Path:
@@ -100,11 +111,8 @@ def images_dir(root: Path) -> Path:
 # -- samples -----------------------------------------------------------------------------------------
 def validate(task: Task, sample: dict[str, Any]) -> None:
     """BadRow naming the schema path when the sample's solution breaks the task's schema."""
-    try:
-        task.validate_solution(sample["solution"])
-    except jsonschema.ValidationError as exc:
-        at = "/".join(str(p) for p in exc.absolute_path)
-        raise BadRow(f"solution breaks the '{task.name}' schema{' at ' + at if at else ''}: {exc.message}") from exc
+    if problem := limits.solution_problem(task, sample["solution"]):
+        raise BadRow(problem)
 
 
 def finish(task: Task, sample: dict[str, Any], image: Any) -> dict[str, Any]:
@@ -113,9 +121,17 @@ def finish(task: Task, sample: dict[str, Any], image: Any) -> dict[str, Any]:
     sample["image"] = image
     if not isinstance(image, Image.Image):
         sample["image_path"] = str(image)
-        if not Path(image).is_file():
+        try:
+            exists = Path(image).is_file()
+        except OSError as exc:  # a name longer than the OS allows
+            raise BadRow(f"image file name {str(image)[-80:]!r} is unusable ({exc.strerror})") from exc
+        if not exists:
             raise BadRow(f"image file {image} does not exist")
+        if not limits.image_allowed(image):
+            raise BadRow(f"image {image} is outside the data directory (allow more with {limits.ENV_IMAGE_ROOTS})")
     sample.setdefault("image_size", image_size(image))
+    if problem := limits.size_problem(sample["image_size"]):
+        raise BadRow(problem)
     sample["task"] = task.name
     validate(task, sample)
     return sample
@@ -162,6 +178,19 @@ def parquet_rows(files: list[Path]) -> Rows:
                 yield f"{file}:row {row}", item
 
 
+def dataset_table(source: str | Path, names: list[str]) -> tuple[Any, str]:
+    """A `datasets` source's first split of ``names`` as a ``datasets.Dataset`` (images undecoded) and the split's
+    name: for a loader that needs the features too (e.g. a ClassLabel's names)."""
+    return open_split(source, names)
+
+
+def table_rows(root: Path, names: list[str]) -> Rows:
+    """The rows of the first split of ``names``: a `datasets` source's, else ``<root>/[data/]<name>-*.parquet``."""
+    if is_dataset_source(root):
+        return dataset_rows(root, names)
+    return parquet_rows(split_files(root, names, "parquet"))
+
+
 def split_files(root: Path, names: list[str], ext: str) -> list[Path]:
     """``<root>/[data/]<name>-*.<ext>`` (or ``<name>.<ext>``) for the first name that has any."""
     for name in names:
@@ -188,8 +217,8 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from exc
+    except (ValueError, RecursionError) as exc:  # bad syntax or bytes, a 5000-digit integer, deep nesting
+        raise UserError(f"{path}: not valid JSON ({str(exc)[:200] or type(exc).__name__})") from exc
 
 
 def load_jsonl(task: Task, path: str | Path, split: str | None, limit: int | None,

@@ -73,10 +73,15 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, small_model):
     proc.wait()
     done_at_kill = len(metrics.read_text().splitlines()) if metrics.exists() else 0
     assert done_at_kill < STEPS, "the run finished before it could be killed: nothing was resumed"
+    assert (killed / "run.lock").is_file()  # left by the killed process: stale, taken over without a manual step
+    with metrics.open("a") as handle:  # what a kill inside a log write leaves, and inside a checkpoint write
+        handle.write('{"step": 99, "rew')
+    (killed / "checkpoints" / ".tmp-step-99-1").mkdir(parents=True)
 
     resumed = subprocess.run(_command(killed, config, small_model, resume=True), env=env,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
+    assert not (killed / "run.lock").exists() and not list((killed / "checkpoints").glob(".tmp-step-*"))
     assert _metrics(killed) == _metrics(straight), f"killed after step {kill_after}"
     a, b = _weights(straight), _weights(killed)
     first = load_file(straight / "checkpoints" / "step-1" / "model.safetensors")

@@ -90,7 +90,7 @@ def test_bad_line_is_one_line_error_naming_it(tmp_path):
         handle.write("{not json\n")
     out = tmp_path / "out.jsonl"
     out.write_text("previous results\n")
-    result = run_cli("score", "--task", "grounding", str(src), "--out", str(out))
+    result = run_cli("score", "--task", "grounding", str(src), "--out", str(out), "--force")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert f"{src}:2: solution breaks the 'grounding' schema" in result.stderr
     assert out.read_text() == "previous results\n"  # nothing already written is lost

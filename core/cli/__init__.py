@@ -34,6 +34,7 @@ def plugins() -> None:
 def tasks(schema_of: str | None) -> None:
     """Print a table of the installed tasks (`perception-r1 docs` has the full plugin reference)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     registry = get_registry()
@@ -45,7 +46,8 @@ def tasks(schema_of: str | None) -> None:
     for name in sorted(registry.tasks):
         task = registry.tasks[name]
         lo, hi = task.reward_range
-        table.add_row(name, owners[name], task.coord_space, f"[{lo:g}, {hi:g}]", task.primary_metric, task.description)
+        cells = (name, owners[name], task.coord_space, f"[{lo:g}, {hi:g}]", task.primary_metric, task.description)
+        table.add_row(*(escape(str(cell)) for cell in cells))  # plugin text, never rich markup
     Console(width=max(120, Console().width)).print(table)
 
 
@@ -73,6 +75,18 @@ def _plugin_warnings_one_line(default):
     return show
 
 
+#: an error line is cut to this many characters: a message never prints a huge expansion of a file's content
+MAX_ERROR_CHARS = 600
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line, at most :data:`MAX_ERROR_CHARS` characters (its start and end kept)."""
+    message = " ".join(message.split())
+    if len(message) <= MAX_ERROR_CHARS:
+        return message
+    return f"{message[: MAX_ERROR_CHARS - 100]} ... {message[-80:]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user-fixable errors become one line on stderr and exit code 2, never a traceback."""
     _register_commands()
@@ -95,7 +109,7 @@ def _main(argv: list[str] | None) -> int:
         click.echo(f"perception-r1: error: {exc.format_message()}{hint}", err=True)
         return 2
     except (UserError, PluginError) as exc:
-        click.echo(f"perception-r1: error: {exc}", err=True)
+        click.echo(f"perception-r1: error: {one_line(str(exc))}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("perception-r1: aborted", err=True)

@@ -11,6 +11,23 @@ import click
 from perception_r1.contract import Task
 from perception_r1.display import metrics_table, print_table
 
+#: what `eval --out` writes; a directory already holding any of them is refused
+EVAL_FILES = ("predictions.jsonl", "metrics.json", "report.html")
+
+
+def check_eval_out(out: str | None) -> None:
+    """``--out`` must not hold what `eval` writes: nothing that exists is overwritten."""
+    from perception_r1.errors import UserError
+
+    if not out:
+        return
+    if clash := [f for f in EVAL_FILES if (Path(out) / f).exists()]:
+        raise UserError(f"--out {out} already holds {', '.join(clash)}: give a new directory (nothing is overwritten)")
+    try:  # made now, so a parent that is a file fails before the model runs
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create it ({exc.strerror})") from exc
+
 
 def paper_columns(metrics: dict[str, float], paper: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
     """Table columns: this model's metrics, and the paper's base / Perception-R1 numbers where it has them."""
@@ -23,7 +40,7 @@ def paper_columns(metrics: dict[str, float], paper: dict[str, tuple[float, float
 
 def write_eval_dir(
     out_dir: str | Path, task: Task, model: str | None, source: str, benchmark: str | None,
-    metrics: dict[str, float], records: list[dict[str, Any]],
+    metrics: dict[str, float], records: list[dict[str, Any]], data_dir: str | None = None,
 ) -> None:
     """predictions.jsonl (re-scorable by `perception-r1 score`), metrics.json and report.html in ``out_dir``."""
     from perception_r1.data import io
@@ -34,7 +51,7 @@ def write_eval_dir(
     paper = paper_results.lookup(task, benchmark)
     summary: dict[str, Any] = {
         "task": task.name, "model": model or "embedded tiny model", "data": source, "benchmark": benchmark,
-        "samples": len(records), "metrics": metrics,
+        "samples": len(records), "metrics": metrics, "data_dir": data_dir,  # the report embeds images from there
         "paper": {k: {"base": b, "perception_r1": r} for k, (b, r) in paper.items()},
     }
     io.write_jsonl(out / "predictions.jsonl", records)
@@ -45,6 +62,8 @@ def write_eval_dir(
 @click.command("eval")
 @click.option("--task", "task_name", required=True, help="Task to evaluate.")
 @click.option("--model", type=click.Path(), help="Model directory (default: the embedded tiny model).")
+@click.option("--coords", type=click.Choice(["norm1000", "norm1", "pixels", "resized"]),
+              help="Coordinate space the model answers in (default: its family's; for fine-tuned checkpoints).")
 @click.option("--data", type=click.Path(), help="Local data set (default: the task's synthetic held-out split).")
 @click.option("--split", default="val", show_default=True, help="Split of --data (val, test, testA, ...).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N samples (synthetic default: 64; data: all).")
@@ -59,7 +78,7 @@ def write_eval_dir(
 @click.option("--shuffle-images", is_flag=True,
               help="Control: score each sample with another sample's image (same samples otherwise). A model that "
                    "looks at the image scores worse; one that answers from the prompt alone scores the same.")
-def command(task_name: str, model: str | None, data: str | None, split: str, limit: int | None, batch_size: int,
+def command(task_name: str, model: str | None, coords: str | None, data: str | None, split: str, limit: int | None, batch_size: int,
             max_new_tokens: int | None, benchmark: str | None, out: str | None, threads: int | None, as_json: bool,
             shuffle_images: bool) -> None:
     """Greedy answers of a model on held-out samples, scored by the task's evaluator.
@@ -78,6 +97,7 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
     from perception_r1.registry import get_registry
     from perception_r1.train.config import model_defaults
 
+    check_eval_out(out)
     if threads:
         torch.set_num_threads(threads)
     task = get_registry().task(task_name)
@@ -98,7 +118,7 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
         if len(samples) < 2:
             raise UserError("--shuffle-images needs at least 2 samples")
         samples, source = shuffled(samples), f"{source}, images shuffled"
-    policy = Policy.load(model)
+    policy = Policy.load(model, coords=coords)
     size_defaults = model_defaults(sum(p.numel() for p in policy.model.parameters()))
     if not threads and size_defaults["threads"]:
         torch.set_num_threads(size_defaults["threads"])
@@ -110,7 +130,7 @@ def command(task_name: str, model: str | None, data: str | None, split: str, lim
                                            on_batch=lambda n: bar.advance(tid, n))
     paper = paper_results.lookup(task, benchmark)
     if out:
-        write_eval_dir(out, task, model, source, benchmark, metrics, records)
+        write_eval_dir(out, task, model, source, benchmark, metrics, records, data_dir=data)
     if as_json:
         click.echo(json.dumps(metrics))
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,11 @@ from perception_r1.errors import UserError
 @click.command("run")
 @click.option("--task", help="Task to train (several: a,b). Default: ocr.")
 @click.option("--model", type=click.Path(), help="Local model directory (default: the embedded tiny model).")
+@click.option("--coords", type=click.Choice(["norm1000", "norm1", "pixels", "resized"]),
+              help="Coordinate space the model answers in (default: its family's; for fine-tuned checkpoints).")
+@click.option("--lora-rank", type=click.IntRange(min=1),
+              help="Train LoRA adapters of this rank (peft) instead of all weights; vision tower frozen unless "
+                   "--set lora_vision=true.")
 @click.option("--data", type=click.Path(), help="Local data for the task's loader (default: synthetic data).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML or JSON run config.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: runs/<task>-<time>).")
@@ -29,7 +35,7 @@ from perception_r1.errors import UserError
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue the run in this directory from its latest checkpoint.")
-def command(task, model, data, config_file, out, steps, seed, reward_flags, eval_samples, lr, settings, threads,
+def command(task, model, coords, lora_rank, data, config_file, out, steps, seed, reward_flags, eval_samples, lr, settings, threads,
             resume_dir) -> None:
     """Train with GRPO and rule-based rewards; evaluate on a held-out split before and after.
 
@@ -38,6 +44,7 @@ def command(task, model, data, config_file, out, steps, seed, reward_flags, eval
     """
     from perception_r1.registry import get_registry
     from perception_r1.train import config as cfg
+    from perception_r1.train import rundir
     from perception_r1.train.launch import relaunch_if_needed
     from perception_r1.train.rewards import parse_reward_flags
     from perception_r1.train.trainer import Trainer
@@ -45,10 +52,11 @@ def command(task, model, data, config_file, out, steps, seed, reward_flags, eval
     relaunch_if_needed((click.get_current_context().find_object(dict) or {}).get("argv", sys.argv[1:]))
     overrides = {
         **cfg.parse_set(settings), "learning_rate": lr,
-        "task": task, "model": model, "data": data, "steps": steps, "seed": seed,
+        "task": task, "model": model, "coords": coords, "lora_rank": lora_rank, "data": data, "steps": steps, "seed": seed,
         "eval_samples": eval_samples, "threads": threads,
         "rewards": parse_reward_flags(reward_flags) if reward_flags else None,
     }
+    main = os.environ.get("RANK", "0") == "0"
     if resume_dir:
         run_dir = Path(resume_dir)
         if not (run_dir / "config.yaml").is_file():
@@ -59,9 +67,8 @@ def command(task, model, data, config_file, out, steps, seed, reward_flags, eval
     else:
         config = cfg.resolve(config_file, overrides)
         run_dir = Path(out or config["out"] or f"runs/{config['task'].replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run_dir / "config.yaml").exists():
-            raise UserError(
-                f"--out {run_dir} already holds a run (--resume {run_dir} continues it; --out NEW starts another)"
-            )
+        if main:  # other ranks start when the main process has claimed the directory
+            rundir.check_new(run_dir)
     config["out"] = str(run_dir)
-    Trainer(config, get_registry(), run_dir, resume=bool(resume_dir)).run()
+    with rundir.locked(run_dir, main_process=main):  # one writer per directory (run.lock)
+        Trainer(config, get_registry(), run_dir, resume=bool(resume_dir)).run()

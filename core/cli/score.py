@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import click
 
 from perception_r1.data.io import write_jsonl
 from perception_r1.display import metrics_table, print_table
-from perception_r1.evaluate.scoring import load_records, score_records
+from perception_r1.errors import UserError
+from perception_r1.evaluate.scoring import score_file
 from perception_r1.registry import get_registry
+
+
+def check_out_file(out: str, source: str, force: bool) -> None:
+    """--out may not be the input (even by another name), nor replace a file unless ``force``."""
+    target, src = Path(out), Path(source)
+    try:
+        exists = target.exists()
+    except OSError as exc:  # e.g. a name longer than the OS allows
+        raise UserError(f"--out {out[:80]}...: unusable name ({exc.strerror})") from exc
+    if exists and src.exists() and os.path.samefile(target, src):
+        raise UserError(f"--out {out} is the input file {source}: write the scored records to a new file")
+    if target.is_dir():
+        raise UserError(f"--out {out} is a directory")
+    if exists and not force:
+        raise UserError(f"--out {out} exists: give a new file name, or --force to replace it")
 
 
 @click.command("score")
@@ -19,14 +37,17 @@ from perception_r1.registry import get_registry
               help="Space the completions' coordinates are in (default: each record's 'coords', else the task's).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the records back with 'reward' and 'rewards'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-def command(task_name: str, file: str, coords: str | None, out: str | None, as_json: bool) -> None:
+@click.option("--force", is_flag=True, help="Let --out replace an existing file (never FILE itself).")
+def command(task_name: str, file: str, coords: str | None, out: str | None, as_json: bool, force: bool) -> None:
     """Score FILE (JSONL: completion, image_size [w,h], solution in original-image pixels).
 
-    Prints the task's metrics; with --out, writes every record with its reward and reward components.
+    Prints the task's metrics; with --out, writes every record with its reward and reward components
+    (atomically; never onto FILE; an existing file only with --force).
     """
+    if out:
+        check_out_file(out, file, force)
     task = get_registry().task(task_name)
-    records = load_records(file, task, coords)
-    scored, metrics = score_records(task, records)
+    scored, metrics = score_file(file, task, coords)
     if out:
         write_jsonl(out, scored)
     summary = {**metrics, "mean_reward": sum(r["reward"] for r in scored) / len(scored), "records": len(scored)}

@@ -22,6 +22,14 @@ def _resolve_tasks(spec: str) -> list:
     return [registry.task(n) for n in names]  # an unknown name: one line, naming the plugin filter if set
 
 
+def make_out_dir(out: str) -> None:
+    """Create ``--out`` before training, so a parent that is a file or not writable fails in the first second."""
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create it ({exc.strerror})") from exc
+
+
 @click.command("sft")
 @click.option("--task", "task_spec", required=True, help="Task(s) to fine-tune on, mixed: a,b,c (or 'all').")
 @click.option("--model", type=click.Path(), help="Local model directory (default: the embedded tiny model).")
@@ -50,7 +58,10 @@ def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_
     tasks = _resolve_tasks(task_spec)
     if out is None:
         out = f"runs/sft-{'+'.join(t.name for t in tasks)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if Path(out).exists() and any(Path(out).iterdir()):
+    if model and Path(out).resolve() == Path(model).resolve():
+        raise UserError(f"--out {out} is the --model directory: the input weights are never overwritten")
+    make_out_dir(out)
+    if any(Path(out).iterdir()):
         raise UserError(f"--out {out} is not empty: give a new directory")
     policy = Policy.load(model)
     if not threads and (single := model_defaults(sum(p.numel() for p in policy.model.parameters()))["threads"]):

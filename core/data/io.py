@@ -24,15 +24,39 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         for lineno, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            except UnicodeDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: not UTF-8 text") from exc
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+            yield lineno, _object(raw, f"{path}:{lineno}")
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _object(raw: bytes, where: str, allow_nan: bool = False) -> dict[str, Any]:
+    """One JSON object from ``raw``; every way it can fail is a UserError naming ``where``: bad syntax or
+    bytes, NaN / Infinity (unless ``allow_nan``), an integer past Python's digit limit, deep nesting."""
+    try:
+        obj = json.loads(raw.decode("utf-8"), parse_constant=None if allow_nan else _reject_constant)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{where}: not valid JSON ({exc.msg})") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{where}: not UTF-8 text") from exc
+    except ValueError as exc:  # NaN, Infinity, a 5000-digit integer
+        raise UserError(f"{where}: {str(exc).split(';')[0][:120]}") from exc
+    except RecursionError as exc:
+        raise UserError(f"{where}: JSON nested too deeply") from exc
+    if not isinstance(obj, dict):
+        raise UserError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A whole-file JSON object (``eval.json``, ``metrics.json``: a NaN metric may be in them); anything else is
+    a UserError naming the file."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    return _object(raw, f"{path}:1", allow_nan=True)
 
 
 def _json_default(value: Any) -> Any:
@@ -68,8 +92,11 @@ _UMASK = _current_umask()
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write to a temp file in the same directory, fsync, then rename over the target."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")
+    except OSError as exc:  # the parent is a file, not writable, or the name is too long
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -77,6 +104,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

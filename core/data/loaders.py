@@ -4,7 +4,8 @@ Each task documents the layouts it reads in its ``load`` (the built-ins: the pap
 PixMo-Count, page OCR and COCO 2017); samples come back in the task contract's format (see
 :mod:`perception_r1.contract`), boxes in original-image pixels xyxy, validated against the task's
 ``solution_schema``. Here the task is asked, and whatever goes wrong becomes one line a user can act on: a
-bad row names ``file:row`` (JSONL/parquet: 1-based row; JSON lists: 1-based entry).
+bad row names ``file:row`` (JSONL/parquet: 1-based row; JSON lists: 1-based entry). Image files must lie
+inside ``--data`` (see :mod:`perception_r1.data.limits`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from perception_r1.contract import Loaded, Task
+from perception_r1.data import limits
 from perception_r1.errors import UserError
 
 __all__ = ["Loaded", "load_samples"]
@@ -19,11 +21,14 @@ __all__ = ["Loaded", "load_samples"]
 
 def load_samples(task: Task, path: str | Path, split: str = "val", limit: int | None = None) -> Loaded:
     """At most ``limit`` samples of ``split`` of ``task`` from ``path``, read by the task's own ``load``."""
+    from perception_r1.data.hf import cached_hub_dataset
+
     root = Path(path)
-    if not root.exists():
-        raise UserError(f"--data {root} does not exist")
+    if not root.exists() and not cached_hub_dataset(str(path)):
+        raise UserError(f"--data {root} does not exist (nor is it a Hub data set in the local datasets cache)")
     try:
-        loaded = task.load(str(root), split, limit)
+        with limits.image_roots(root if root.is_dir() else root.parent):  # images only from inside the data
+            loaded = task.load(str(root), split, limit)
     except UserError:
         raise
     except NotImplementedError as exc:

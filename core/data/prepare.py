@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from perception_r1.data import limits
 from perception_r1.errors import UserError
 
 
@@ -19,17 +20,27 @@ class AnswerSpace(Protocol):
     def resized_size(self, width: int, height: int) -> list[int]: ...
 
 
-def open_image(image: Any, sample_id: str) -> Image.Image | None:
-    """``image`` (a PIL image, a path, or None) as an RGB PIL image; an unreadable file is a UserError."""
+def open_image(image: Any, sample_id: str) -> tuple[Image.Image | None, list[int] | None]:
+    """``image`` (a PIL image, a path, or None) as an RGB PIL image, and its original ``[w, h]``.
+
+    An unreadable file or one past :data:`~perception_r1.data.limits.MAX_IMAGE_PIXELS` (a decompression bomb)
+    is a UserError; a large image is downscaled to :data:`~perception_r1.data.limits.MAX_KEPT_PIXELS`."""
     if isinstance(image, str | Path):
         try:
             with Image.open(image) as im:
-                return im.convert("RGB")
-        except OSError as exc:
+                if problem := limits.pixels_problem(im):
+                    raise UserError(f"sample {sample_id}: {image}: {problem}")
+                return limits.decode_capped(im), [im.width, im.height]
+        except (OSError, Image.DecompressionBombError) as exc:
             raise UserError(f"sample {sample_id}: cannot open image '{image}' ({exc})") from exc
-    if isinstance(image, Image.Image) and image.mode != "RGB":
-        return image.convert("RGB")
-    return image
+    if isinstance(image, Image.Image):
+        size = [image.width, image.height]
+        if problem := limits.pixels_problem(image):
+            raise UserError(f"sample {sample_id}: {problem}")
+        if image.mode != "RGB" or image.width * image.height > limits.MAX_KEPT_PIXELS:
+            return limits.decode_capped(image), size
+        return image, size
+    return image, None
 
 
 def prepare_sample(sample: Mapping[str, Any], model: AnswerSpace, task: Any = None) -> dict[str, Any]:
@@ -39,14 +50,15 @@ def prepare_sample(sample: Mapping[str, Any], model: AnswerSpace, task: Any = No
     ``resized`` coordinates ``resized_size`` records the size the model will see.
     """
     out = dict(sample)
-    image = open_image(out.get("image"), out.get("id", "?"))
+    image, size = open_image(out.get("image"), out.get("id", "?"))
     if image is not None:
         out["image"] = image
-        out.setdefault("image_size", [image.width, image.height])
+        out.setdefault("image_size", size)
     if task is not None and task.coord_space == "none":
         out["coords"] = "none"
         return out
     out["coords"] = model.coord_space
     if model.coord_space == "resized":
-        out["resized_size"] = model.resized_size(*out["image_size"])
+        seen = [image.width, image.height] if image is not None else out["image_size"]  # downscaled: what the model sees
+        out["resized_size"] = model.resized_size(*seen)
     return out

@@ -7,6 +7,7 @@ from typing import Any
 
 from perception_r1.contract import Task
 from perception_r1.data.prepare import prepare_sample
+from perception_r1.evaluate.scoring import task_metrics, task_reward
 
 #: sample keys that go into a saved record (the image itself does not; `score` re-scores from these)
 RECORD_KEYS = (
@@ -19,7 +20,7 @@ def record_of(sample: dict[str, Any], completion: str, task: Task) -> dict[str, 
     record = {k: sample[k] for k in RECORD_KEYS if k in sample}
     record["prompt"] = task.prompt(sample)
     record["completion"] = completion
-    result = task.reward(completion, sample)
+    result = task_reward(task, completion, sample)
     record["reward"] = result.total
     record["rewards"] = result.components
     return record
@@ -44,7 +45,7 @@ def evaluate_policy(
         records += [record_of(s, text, task) for s, text in zip(batch, rollout.texts, strict=True)]
         if on_batch:
             on_batch(len(batch))
-    metrics = task.evaluate(records) if records else {}
+    metrics = task_metrics(task, records) if records else {}
     if records:
         metrics["mean_reward"] = sum(r["reward"] for r in records) / len(records)
     return metrics, records

@@ -33,11 +33,14 @@ from PIL import Image, ImageDraw
 
 from perception_r1.contract import ParseError, Shapes, Task
 from perception_r1.data import io as pio
+from perception_r1.data import limits
 
 TRUTH, PREDICTION = (20, 200, 60), (230, 0, 200)
 #: gallery pictures are scaled so their longer side is this many pixels
 VIEW = 256
 GALLERY_SIZE = 6  # best and worst records shown each
+#: a synthetic sample is regenerated for the gallery only below this index (regeneration costs its predecessors)
+MAX_REGENERATED = 10_000
 RECORD_FILES = ("eval_after.jsonl", "predictions.jsonl", "eval_before.jsonl")
 KNOWN_FILES = ("metrics.jsonl", "eval.json", "metrics.json", "completions.jsonl", *RECORD_FILES)
 CHARTS = (  # (title, metrics.jsonl keys; "rewards/*" = every reward component)
@@ -52,13 +55,8 @@ _SYNTHETIC_ID = re.compile(r"^(?P<task>.+)-(?P<split>train|heldout)-(?P<seed>\d+
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def _read_json(path: Path) -> Any:
-    from perception_r1.errors import UserError
-
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read it as JSON ({exc})") from exc
+def _read_json(path: Path) -> dict[str, Any]:
+    return pio.read_json_object(path)  # not a JSON object: one line naming the file
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -95,22 +93,35 @@ def prediction_shapes(task: Task, record: Mapping[str, Any]) -> tuple[Shapes, st
 
 # -- images ----------------------------------------------------------------------------------------
 class Images:
-    """Original images of records: from ``image_path`` or regenerated synthetic samples (cached)."""
+    """Original images of records: from ``image_path`` (only inside ``roots``: the run directory and the
+    data directory it used, see :func:`perception_r1.data.limits.image_allowed`) or regenerated synthetic
+    samples (cached; an index past :data:`MAX_REGENERATED` is not regenerated)."""
 
-    def __init__(self) -> None:
+    def __init__(self, roots: Sequence[Path] = ()) -> None:
         self._synthetic: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        self.roots = tuple(roots)
+
+    def _from_file(self, path: str) -> tuple[Image.Image | None, str]:
+        if not limits.image_allowed(path, self.roots):
+            return None, f"image outside the run and data directories: not embedded ({limits.ENV_IMAGE_ROOTS})"
+        try:
+            with Image.open(path) as im:
+                if problem := limits.pixels_problem(im):
+                    return None, problem
+                im.draft("RGB", (VIEW, VIEW))
+                return limits.decode_capped(im), ""
+        except (OSError, Image.DecompressionBombError):
+            return None, f"cannot open {path}"
 
     def get(self, task: Task, record: Mapping[str, Any], sample_id: str) -> tuple[Image.Image | None, str]:
         path = record.get("image_path")
-        if path and Path(path).is_file():
-            try:
-                with Image.open(path) as im:
-                    return im.convert("RGB"), ""
-            except OSError:
-                return None, f"cannot open {path}"
+        if isinstance(path, str) and _is_file(path):
+            return self._from_file(path)
         match = _SYNTHETIC_ID.match(sample_id or "")
         if not match or match["task"] != task.name:
             return None, "image not stored"
+        if int(match["index"]) >= MAX_REGENERATED:
+            return None, f"synthetic index past {MAX_REGENERATED:,}: image not regenerated"
         from perception_r1.data.synthetic import synthetic_samples
 
         key, index = (task.name, match["split"], int(match["seed"])), int(match["index"])
@@ -124,13 +135,26 @@ class Images:
         return sample["image"].convert("RGB"), ""
 
 
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
+
+
 def draw(image: Image.Image | None, size: Sequence[float], truth: Shapes, pred: Shapes) -> tuple[Image.Image, float]:
-    """The picture scaled to :data:`VIEW` with truth (green) and prediction (magenta) drawn; and the scale."""
-    w, h = (int(round(v)) for v in size)
-    base = image if image is not None else Image.new("RGB", (max(w, 1), max(h, 1)), (235, 235, 235))
-    scale = VIEW / max(base.width, base.height)
-    view = base.resize((max(1, round(base.width * scale)), max(1, round(base.height * scale))),
-                       Image.NEAREST if scale >= 1 else Image.LANCZOS)
+    """The picture scaled to :data:`VIEW` with truth (green) and prediction (magenta) drawn; and the scale.
+
+    Without an image the blank canvas is made at the view's size, never at ``size`` (which a file gives)."""
+    w, h = (min(max(float(v), 1.0), limits.MAX_IMAGE_SIDE) for v in size)
+    if image is None:
+        fit = VIEW / max(w, h)
+        view = Image.new("RGB", (max(1, round(w * fit)), max(1, round(h * fit))), (235, 235, 235))
+    else:
+        fit = VIEW / max(image.width, image.height)
+        view = image.resize((max(1, round(image.width * fit)), max(1, round(image.height * fit))),
+                            Image.NEAREST if fit >= 1 else Image.LANCZOS)
+    scale = fit if image is None else fit * image.width / w  # shapes are in the record's pixels (w x h)
     pen = ImageDraw.Draw(view)
     for shapes, colour, width in ((truth, TRUTH, 3), (pred, PREDICTION, 1)):
         _draw_shapes(pen, shapes, scale, colour, width)
@@ -242,7 +266,7 @@ def _card(task: Task, record: Mapping[str, Any], images: Images) -> str:
     record = dict(record)
     if "image_size" not in record and image is not None:
         record["image_size"] = [image.width, image.height]
-    if "image_size" not in record:
+    if limits.size_problem(record.get("image_size")):  # missing, or not a usable [w, h]
         return ""
     record.setdefault("coords", task.coord_space)
     truth, truth_note = truth_shapes(task, record)
@@ -347,6 +371,32 @@ def _task_sections(task: Task, records: list[dict[str, Any]], records_name: str,
     return sections
 
 
+def _config_text(path: Path) -> str:
+    """``config.yaml`` as text for the page; a file too large to be a run config is left out."""
+    from perception_r1.train.config import MAX_CONFIG_BYTES
+
+    if not path.is_file():
+        return ""
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        return f"({path.name} is larger than {MAX_CONFIG_BYTES:,} bytes: not shown)"
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def _image_roots(root: Path, config_text: str, summary: Mapping[str, Any]) -> list[Path]:
+    """Where the gallery may read ``image_path`` files: the run directory and the data directory it used."""
+    from perception_r1.train.config import load_yaml
+
+    roots = [root]
+    try:
+        config = load_yaml(config_text) if config_text else {}
+    except Exception:  # noqa: BLE001 - a config that does not parse just names no data directory
+        config = {}
+    for data in ((config or {}).get("data") if isinstance(config, dict) else None, summary.get("data_dir")):
+        if isinstance(data, str) and data:
+            roots.append(Path(data) if Path(data).is_dir() else Path(data).parent)
+    return roots
+
+
 def build_report(run_dir: str | Path) -> str:
     """The report of ``run_dir`` as one HTML string."""
     from perception_r1.errors import UserError
@@ -356,18 +406,18 @@ def build_report(run_dir: str | Path) -> str:
         raise UserError(f"{root} does not exist (give a run directory, or an `eval --out` directory)")
     if not root.is_dir() or not any((root / f).is_file() for f in KNOWN_FILES):
         raise UserError(f"{root}: not a run or eval directory (none of {', '.join(KNOWN_FILES)} there)")
-    config_text = (root / "config.yaml").read_text(encoding="utf-8") if (root / "config.yaml").is_file() else ""
+    config_text = _config_text(root / "config.yaml")
     summary = _read_json(root / "metrics.json") if (root / "metrics.json").is_file() else {}
     records_file = next((root / f for f in RECORD_FILES if (root / f).is_file()), None)
     records = _rows(records_file) if records_file else []
     completions = _rows(root / "completions.jsonl")
-    task_names = list(dict.fromkeys([r.get("task") for r in records + completions if r.get("task")]))
-    if not task_names and summary.get("task"):
+    task_names = list(dict.fromkeys([r["task"] for r in records + completions if isinstance(r.get("task"), str)]))
+    if not task_names and isinstance(summary.get("task"), str):
         task_names = [summary["task"]]
 
     sections = [f"<h1>perception-r1 report: {_e(root.name)}</h1>"]
     sections += _summary_sections(root, summary, _rows(root / "metrics.jsonl"))
-    images = Images()
+    images = Images(_image_roots(root, config_text, summary))
     for name in task_names:
         task = _task(name)
         if task is None:

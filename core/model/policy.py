@@ -1,5 +1,9 @@
-"""The policy adapter: one object that loads a Qwen2-VL-family model, samples groups of completions and
+"""The policy adapter: one object that loads a vision-language model, samples groups of completions and
 scores completion tokens. The GRPO trainer, SFT and evaluation talk only to this.
+
+What differs between architectures is one row of ``families.FAMILIES`` (coordinate space, fast paths,
+processor, LoRA targets); any other ``AutoModelForImageTextToText`` with a chat template takes the generic
+path: each row its own image copy and one full forward, no fast path.
 
 One load path for the embedded tiny model and for real checkpoints (``--model /path/to/Qwen2-VL-2B``):
 the image processor, tokenizer and chat template are read explicitly from the directory and put together
@@ -21,8 +25,10 @@ import torch
 from PIL import Image
 
 from perception_r1.errors import UserError
+from perception_r1.model.families import COORD_SPACES, FAMILIES, Family, family_of
 from perception_r1.model.processor import (
     PerceptionProcessor,
+    load_stock_processor,
     make_processor,
     read_chat_template,
     save_model_dir,
@@ -32,15 +38,16 @@ log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "tiny-base"
-# model_type -> (model class name in transformers, coordinate space the model answers in)
-SUPPORTED = {
-    "qwen2_vl": ("Qwen2VLForConditionalGeneration", "norm1000"),
-    "qwen2_5_vl": ("Qwen2_5_VLForConditionalGeneration", "resized"),
-}
+# model_type -> (model class name in transformers, coordinate space the model answers in); any other
+# AutoModelForImageTextToText is served too (``families.GENERIC``)
+SUPPORTED = {t: (f.model_class, f.coord_space) for t, f in FAMILIES.items()}
 # Chat-control tokens are stripped from decoded completions; box/ref tokens are kept only if the
 # tokenizer does not mark them special (Qwen marks them special, so they are stripped like in the paper's code).
 #: the processor outputs with one row per prompt (or completion) and a token axis
-_TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+_TEXT_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
+#: placeholder tokens a processor may name; none may be sampled (the next forward would count it as an image slot)
+_VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
+_PROCESSOR_TOKENS = ("image_token", "video_token", "fake_image_token", "global_image_tag", "boi_token", "eoi_token")
 
 
 @dataclass
@@ -65,25 +72,35 @@ class Rollout:
 class Policy:
     """A multimodal LLM as a policy: ``generate`` groups of completions, ``token_logprobs`` to train."""
 
-    def __init__(self, model, processor: PerceptionProcessor, name: str = "policy") -> None:
+    def __init__(self, model, processor: PerceptionProcessor, name: str = "policy", coords: str | None = None,
+                 fast: bool | None = None) -> None:
+        """``coords`` overrides the family's coordinate space (a fine-tuned checkpoint that answers in another);
+        ``fast=False`` turns the family's fast paths off (the generic per-row path, e.g. to compare)."""
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.name = name
         model_type = model.config.model_type
-        if model_type not in SUPPORTED:
-            raise UserError(f"model type '{model_type}' is not supported (supported: {', '.join(SUPPORTED)})")
-        self.coord_space = SUPPORTED[model_type][1]
+        family = family_of(model_type)
+        if family is None:
+            raise UserError(f"model type '{model_type}' is not supported (supported: {', '.join(SUPPORTED)}, "
+                            "or any AutoModelForImageTextToText)")
+        self.family: Family = family
+        if coords is not None and coords not in COORD_SPACES:
+            raise UserError(f"--coords {coords}: not a coordinate space (one of {', '.join(COORD_SPACES)})")
+        self.coord_space = coords or family.coord_space
+        self.fast = family.fast_paths if fast is None else fast and family.fast_paths
         self.eos_ids = self._eos_ids()
         # vision placeholders must never be sampled: the next forward would count them as image slots
-        vision = ("<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>")
-        ids = {self.tokenizer.convert_tokens_to_ids(t) for t in vision}
+        names = {*_VISION_TOKENS, *(getattr(processor, a, None) for a in _PROCESSOR_TOKENS)}
+        ids = {self.tokenizer.convert_tokens_to_ids(t) for t in names if isinstance(t, str)}
         self.suppressed_ids = sorted(i for i in ids if i is not None and i != self.tokenizer.unk_token_id)
 
     # -- loading and saving ----------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str = "cpu", dtype: torch.dtype | None = None) -> Policy:
-        """Load a processor + model directory; ``None`` = the embedded tiny default."""
+    def load(cls, path: str | Path | None = None, device: str = "cpu", dtype: torch.dtype | None = None,
+             coords: str | None = None) -> Policy:
+        """Load a processor + model directory; ``None`` = the embedded tiny default; ``coords`` as in ``__init__``."""
         if path is None:
             if not (DEFAULT_MODEL / "config.json").is_file():
                 log.warning("embedded model %s is missing: building a fresh, untrained tiny model", DEFAULT_MODEL)
@@ -92,12 +109,11 @@ class Policy:
                 path = build_tiny(Path(tempfile.mkdtemp(prefix="perception-r1-tiny-")))
             else:
                 path = DEFAULT_MODEL
-        return cls._load_dir(Path(path), device, dtype)
+        return cls._load_dir(Path(path), device, dtype, coords)
 
     @classmethod
-    def _load_dir(cls, path: Path, device: str, dtype: torch.dtype | None) -> Policy:
+    def _load_dir(cls, path: Path, device: str, dtype: torch.dtype | None, coords: str | None = None) -> Policy:
         import transformers
-        from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
 
         transformers.utils.logging.disable_progress_bar()  # our commands show their own progress
 
@@ -112,20 +128,14 @@ class Policy:
             model_type = json.loads((path / "config.json").read_text()).get("model_type")
         except json.JSONDecodeError as exc:
             raise UserError(f"'{path}/config.json' is not valid JSON ({exc})") from exc
-        if model_type not in SUPPORTED:
-            raise UserError(f"'{path}': model type '{model_type}' is not supported (supported: {', '.join(SUPPORTED)})")
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise UserError(f"'{path}': cannot load the tokenizer/image processor ({exc})".replace("\n", " ")) from exc
-        template = read_chat_template(path) or getattr(tokenizer, "chat_template", None)
-        if not template:
-            raise UserError(f"'{path}' has no chat template (chat_template.jinja/json or in tokenizer_config.json)")
-        processor = make_processor(image_processor, tokenizer, template)
+        family = family_of(model_type)
+        if family is None:
+            raise UserError(f"'{path}': model type '{model_type}' is not supported (supported: {', '.join(SUPPORTED)}, "
+                            "or any AutoModelForImageTextToText)")
+        processor = _load_processor(path, family, model_type)
         if dtype is None:  # CPU training wants float32; accelerators bfloat16
             dtype = torch.float32 if device == "cpu" else torch.bfloat16
-        model_cls = getattr(transformers, SUPPORTED[model_type][0])
+        model_cls = getattr(transformers, family.model_class or "AutoModelForImageTextToText")
         try:
             # safetensors only: a pickled pytorch_model.bin is never loaded
             model = model_cls.from_pretrained(path, dtype=dtype, local_files_only=True, use_safetensors=True)
@@ -134,7 +144,7 @@ class Policy:
                 f"'{path}': cannot load the model weights ({type(exc).__name__}: {exc})".replace("\n", " ")
             ) from exc
         name = "tiny-base" if path.resolve() == DEFAULT_MODEL.resolve() else path.name
-        return cls(model.to(device), processor, name=name)
+        return cls(model.to(device), processor, name=name, coords=coords)
 
     def save(self, out_dir: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Save model (safetensors), processor, tokenizer and chat template; ``load`` reads it back.
@@ -148,7 +158,8 @@ class Policy:
         return next(self.model.parameters()).device
 
     def _eos_ids(self) -> list[int]:
-        ids = {self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+        names = ("<|im_end|>", "<|endoftext|>", self.family.end_of_turn, self.tokenizer.eos_token)
+        ids = {self.tokenizer.convert_tokens_to_ids(t) for t in names if t}
         gen_eos = self.model.generation_config.eos_token_id
         ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
         return sorted(i for i in ids if i is not None and i != self.tokenizer.unk_token_id)
@@ -158,23 +169,35 @@ class Policy:
         from perception_r1.tasks.geometry import smart_resize
 
         ip = self.processor.image_processor
+        if not hasattr(ip, "merge_size"):
+            raise UserError(f"coordinate space 'resized' needs a Qwen-style image processor, not {type(ip).__name__}")
         return list(smart_resize(width, height, factor=ip.patch_size * ip.merge_size,
                                  min_pixels=ip.size["shortest_edge"], max_pixels=ip.size["longest_edge"]))
 
     # -- prompts ---------------------------------------------------------------------------------
     def chat_text(self, prompt: str, with_image: bool = True) -> str:
         """The chat-formatted prompt text (ends with the assistant header)."""
+        from jinja2 import TemplateError  # SecurityError (the sandbox refusing an attribute) is one
+
         content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": prompt}]
-        return self.processor.apply_chat_template(
-            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-        )
+        try:
+            return self.processor.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
+        except TemplateError as exc:
+            raise UserError(f"model '{self.name}': its chat template cannot be used "
+                            f"({type(exc).__name__}: {str(exc)[:200]})".replace("\n", " ")) from exc
 
     def encode_prompts(
         self, prompts: Sequence[str], images: Sequence[Image.Image] | None, repeat: int = 1
     ) -> dict[str, torch.Tensor]:
         """Process B prompts once; with ``repeat`` G, each prompt's text rows and image grid appear G times
         in a row (B*G rows, left-padded) while ``pixel_values`` keep each image ONCE: the vision tower
-        encodes an image once for its whole group (see :meth:`image_features`)."""
+        encodes an image once for its whole group (see :meth:`image_features`). Without fast paths every row
+        gets its own copy of its image."""
+        if repeat > 1 and images is not None and not self.fast:
+            prompts = [p for p in prompts for _ in range(repeat)]
+            images, repeat = [im for im in images for _ in range(repeat)], 1
         texts = [self.chat_text(p, with_image=images is not None) for p in prompts]
         kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
         if images is not None:
@@ -226,10 +249,10 @@ class Policy:
         was_training = self.model.training
         self.model.eval()
         try:
-            if expand > 1 and "pixel_values" in inputs:
+            if expand > 1 and "pixel_values" in inputs and self.fast:
                 start = self._shared_prompt_cache(inputs, expand)
             else:  # text-only prompts are cheap: decode their rows as they are
-                start = _repeat_rows(inputs, expand)
+                start = self._group_rows(inputs, prompts, images, expand)
             out = self.model.generate(
                 **start,
                 max_new_tokens=max_new_tokens,
@@ -254,7 +277,8 @@ class Policy:
         if expand < num_generations:
             completion_ids = completion_ids.repeat_interleave(num_generations // expand, dim=0)
         if num_generations > 1:
-            inputs = _repeat_rows(inputs, num_generations)
+            inputs = start if expand == num_generations and not self.fast else \
+                self._group_rows(inputs, prompts, images, num_generations)
         mask = completion_mask(completion_ids, self.eos_ids)
         sampler_logprobs = None
         if return_logprobs:
@@ -264,6 +288,12 @@ class Policy:
             sampler_logprobs = scores.log_softmax(-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
             sampler_logprobs = sampler_logprobs * mask
         return Rollout(inputs, completion_ids, mask, self.decode(completion_ids, mask), num_generations, sampler_logprobs)
+
+    def _group_rows(self, inputs: dict[str, torch.Tensor], prompts, images, g: int) -> dict[str, torch.Tensor]:
+        """``inputs`` (one row per prompt) as G rows per prompt; without fast paths each row has its own image."""
+        if g == 1 or self.fast or "pixel_values" not in inputs:
+            return _repeat_rows(inputs, g)
+        return self.encode_prompts(prompts, images, repeat=g)
 
     def _shared_prompt_cache(self, inputs: dict[str, torch.Tensor], g: int) -> dict[str, Any]:
         """generate() arguments for G samples of each prompt that run the prompt once, not G times.
@@ -290,7 +320,8 @@ class Policy:
     ) -> Rollout:
         """A Rollout whose completions are given answers (+ <|im_end|>): what SFT trains on."""
         inputs = self.encode_prompts(prompts, images)
-        eos = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        end = self.family.end_of_turn
+        eos = self.tokenizer.convert_tokens_to_ids(end) if end else self.tokenizer.eos_token_id
         rows = [self.tokenizer(a, add_special_tokens=False)["input_ids"] + [eos] for a in answers]
         t = max(len(r) for r in rows)
         ids = torch.full((len(rows), t), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -308,7 +339,9 @@ class Policy:
         """
         model = self.model if model is None else model
         ids = rollout.completion_ids  # (N, T)
-        if rollout.num_generations > 1 and "pixel_values" in rollout.prompt_inputs:
+        # the shared prompt cache needs use_cache, which gradient checkpointing turns off in training
+        checkpointing = model.training and getattr(getattr(model, "module", model), "is_activation_checkpointing", False)
+        if self.fast and not checkpointing and rollout.num_generations > 1 and "pixel_values" in rollout.prompt_inputs:
             logits = self._group_logits(model, rollout)
         else:
             logits = self._full_logits(model, rollout)
@@ -329,15 +362,18 @@ class Policy:
             "input_ids": torch.cat([p["input_ids"], ids], dim=1),
             "attention_mask": torch.cat([p["attention_mask"], rollout.completion_mask.to(p["attention_mask"].dtype)], 1),
         }
-        if "mm_token_type_ids" in p:
-            full["mm_token_type_ids"] = torch.cat([p["mm_token_type_ids"], torch.zeros_like(ids)], dim=1)
+        for key in ("mm_token_type_ids", "token_type_ids"):
+            if key in p:
+                full[key] = torch.cat([p[key], torch.zeros_like(ids)], dim=1)
         return full
 
     def _full_logits(self, model, rollout: Rollout) -> torch.Tensor:
         """One forward over prompt + completion for every row."""
         p, t = rollout.prompt_inputs, rollout.completion_ids.shape[1]
         extra = {}
-        if "pixel_values" in p:
+        if "pixel_values" in p and not self.fast:  # the generic path: the processor's image inputs as they are
+            extra = {k: v for k, v in p.items() if k not in _TEXT_KEYS}
+        elif "pixel_values" in p:
             extra["image_grid_thw"] = p["image_grid_thw"]
             extra["mm_encoder_outputs"] = {"image": self.image_features(model, p, rollout.num_generations)}
         out = model(**self._full_inputs(rollout), use_cache=False, logits_to_keep=t + 1, **extra)
@@ -373,6 +409,30 @@ class Policy:
             use_cache=True,
         )
         return torch.cat([first, tail.logits], dim=1)
+
+
+def _load_processor(path: Path, family: Family, model_type: str):
+    """The image-only processor of a model directory: tokenizer + PIL image processor + chat template."""
+    from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        template = read_chat_template(path) or getattr(tokenizer, "chat_template", None)
+        if not template:
+            raise UserError(f"'{path}' has no chat template (chat_template.jinja/json or in tokenizer_config.json)")
+        if family.processor == "qwen":
+            image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, local_files_only=True)
+            return make_processor(image_processor, tokenizer, template, family=model_type)
+        return load_stock_processor(path, family.processor or _processor_class(path), tokenizer, template)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise UserError(f"'{path}': cannot load the tokenizer/processor ({exc})".replace("\n", " ")) from exc
+
+
+def _processor_class(path: Path) -> str:
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        if (path / name).is_file() and (found := json.loads((path / name).read_text()).get("processor_class")):
+            return found
+    raise ValueError("no processor_class in processor_config.json or preprocessor_config.json")
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> torch.Tensor:

@@ -4,10 +4,12 @@ processor) and the model directory it is saved in, as real checkpoints ship."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from transformers import ProcessorMixin
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
+from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
 
 _CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 
@@ -23,10 +25,46 @@ class PerceptionProcessor(Qwen2VLProcessor):
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
 
-def make_processor(image_processor, tokenizer, chat_template: str | None = None) -> PerceptionProcessor:
+class Qwen3PerceptionProcessor(Qwen3VLProcessor):
+    """Qwen3-VL's processor for images and text only (its stock one needs a torchvision video processor)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        self.image_token, self.video_token = "<|image_pad|>", "<|video_pad|>"
+        self.vision_start_token, self.vision_end_token = "<|vision_start|>", "<|vision_end|>"
+        for name in ("image", "video", "vision_start", "vision_end"):
+            setattr(self, f"{name}_token_id", tokenizer.convert_tokens_to_ids(getattr(self, f"{name}_token")))
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+
+_QWEN_PROCESSORS = {"qwen3_vl": Qwen3PerceptionProcessor}
+
+
+def make_processor(image_processor, tokenizer, chat_template: str | None = None, family: str = "qwen2_vl"):
+    """The image-only processor of a Qwen-family model (``family`` = its model type)."""
     template = chat_template or getattr(tokenizer, "chat_template", None)
     tokenizer.padding_side = "left"  # generation appends on the right
-    return PerceptionProcessor(image_processor, tokenizer, chat_template=template)
+    return _QWEN_PROCESSORS.get(family, PerceptionProcessor)(image_processor, tokenizer, chat_template=template)
+
+
+def load_stock_processor(path: Path, class_name: str, tokenizer, chat_template: str):
+    """Another family's own processor class (e.g. ``LlavaProcessor``) around a PIL image processor: no torchvision."""
+    import inspect
+
+    import transformers
+    from transformers import AutoImageProcessor
+
+    image_processor = AutoImageProcessor.from_pretrained(path, backend="pil", local_files_only=True)
+    cls = getattr(transformers, class_name)
+    stored = {}
+    for name in ("processor_config.json", "preprocessor_config.json"):
+        if (path / name).is_file():
+            stored = {**json.loads((path / name).read_text()), **stored}
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "image_processor", "tokenizer", "chat_template"}
+    if "video_processor" in accepted:
+        raise ValueError(f"{class_name} needs a video processor (torchvision); no image-only variant here")
+    tokenizer.padding_side = "left"
+    extra = {k: v for k, v in stored.items() if k in accepted}
+    return cls(image_processor, tokenizer, chat_template=chat_template, **extra)
 
 
 def read_chat_template(path: Path) -> str | None:
@@ -44,8 +82,12 @@ def save_model_dir(model, processor: PerceptionProcessor, out_dir: str | Path, d
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
+    final.mkdir(parents=True, exist_ok=True)
+    # a new (empty) directory is written beside and renamed into place: a kill never leaves half a model
+    fresh = not any(final.iterdir())
+    out = final.parent / f".tmp-{final.name}-{os.getpid()}" if fresh else final
+    out.mkdir(exist_ok=True)
     if dtype is not None and dtype != next(model.parameters()).dtype:
         import copy
 
@@ -54,4 +96,6 @@ def save_model_dir(model, processor: PerceptionProcessor, out_dir: str | Path, d
     processor.save_pretrained(out)
     processor.image_processor.save_pretrained(out)  # preprocessor_config.json, as real checkpoints ship
     (out / "chat_template.jinja").write_text(processor.chat_template)
-    return out
+    if fresh:
+        os.replace(out, final)  # onto the empty directory
+    return final

@@ -50,6 +50,12 @@ _ADVERSARIAL = [
     "null",
     "[{}]",
     '[{"bbox_2d": [1e308, -1e308, NaN, Infinity], "label": null}]',
+    # integers too large for a float (OverflowError in float()), in every shape an answer takes (issue 15)
+    "[0, 0, " + "9" * 400 + ", 1]",
+    '[{"bbox_2d": [0, 0, ' + "9" * 400 + ', 1], "label": "a", "polygon": [[0, 0], [' + "9" * 400 + ', 1], [1, 1]]}]',
+    '{"count": ' + "9" * 400 + ', "points": [[' + "9" * 400 + ", 1]]}",
+    "(" + "9" * 400 + ",1),(2,3)",
+    "[0, 0, 1e400, 1]",
     "(nan,nan),(inf,-inf)",
     "(" * 5000,
     "[" * 5000 + "]" * 5000,

@@ -46,14 +46,21 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: dict) -> Path:
+def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: dict,
+         adapter: Any = None) -> Path:
+    """``adapter`` (a ``PeftModel``): the checkpoint holds the LoRA adapter only, not the frozen base weights."""
     directory = Path(directory)
     final = directory / f"step-{step}"
     tmp = directory / f".tmp-step-{step}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(_dedupe_shared(weights), tmp / "model.safetensors")
+    if adapter is not None:
+        from perception_r1.model.lora import save_adapter
+
+        save_adapter(adapter, tmp)
+    else:
+        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(_dedupe_shared(weights), tmp / "model.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     save_file(opt_tensors, tmp / "optimizer.safetensors")
     rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
@@ -93,15 +100,20 @@ def latest(directory: Path) -> Path | None:
     return max(steps, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
-    """Restore weights, optimizer and RNG state in place; returns the saved state (step, extras)."""
+def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, adapter: Any = None) -> dict[str, Any]:
+    """Restore weights (or the LoRA ``adapter``'s), optimizer and RNG state in place; returns the saved state."""
     path = Path(path)
     state = json.loads((path / STATE).read_text())
-    weights = _read_safetensors(path / "model.safetensors")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or missing:
-        bad = list(unexpected or missing)[:3]
-        raise ValueError(f"checkpoint {path} does not match the model (e.g. {', '.join(bad)})")
+    if adapter is not None:
+        from perception_r1.model.lora import load_adapter
+
+        load_adapter(adapter, path)
+    else:
+        weights = _read_safetensors(path / "model.safetensors")
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if unexpected or missing:
+            bad = list(unexpected or missing)[:3]
+            raise ValueError(f"checkpoint {path} does not match the model (e.g. {', '.join(bad)})")
     if optimizer is not None:
         optimizer.load_state_dict(_unflatten_optimizer(_read_safetensors(path / "optimizer.safetensors"), state["optimizer"]))
     torch.set_rng_state(_read_safetensors(path / "rng.safetensors")["torch_rng"])

@@ -19,6 +19,12 @@ from perception_r1.errors import UserError
 DEFAULTS: dict[str, Any] = {
     "task": None,
     "model": None,
+    "coords": None,
+    "lora_rank": None,
+    "lora_alpha": None,
+    "lora_vision": False,
+    "gradient_checkpointing": False,
+    "mixed_precision": None,
     "data": None,
     "out": None,
     "steps": 60,
@@ -77,10 +83,29 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: use KEY=VALUE (keys: {', '.join(sorted(DEFAULTS))})")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            out[key.strip()] = load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
             raise UserError(f"--set {item!r}: the value is not valid YAML") from None
     return out
+
+
+#: a run config is a few dozen keys: a file larger than this is not one (read before parsing)
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases (``*name``): a 322-byte file of chained aliases expands to gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a run config",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` without aliases (bounded memory whatever the text)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def _schema() -> dict[str, Any]:
@@ -91,14 +116,17 @@ def _schema() -> dict[str, Any]:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise UserError(f"cannot read config {path}: {exc.strerror}") from exc
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise UserError(f"config {path} is larger than {MAX_CONFIG_BYTES:,} bytes: not a run config")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read config {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0]
-        raise UserError(f"config {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}") from exc
+        data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+        where = f":{exc.problem_mark.line + 1}" if getattr(exc, "problem_mark", None) else ""
+        first = " ".join(str(getattr(exc, "problem", None) or exc).split())[:200]
+        raise UserError(f"{path}{where}: config is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}") from exc
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -8,10 +8,14 @@ from collections.abc import Callable, Sequence
 import torch
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: int, floor: float = 0.1):
-    """Linear warm-up over ``warmup`` steps, then cosine decay to ``floor`` times the learning rate."""
+def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int, warmup: int, floor: float = 0.1,
+                  overlap: bool = False):
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``floor`` times the learning rate;
+    with ``overlap`` the cosine runs over all ``steps`` and the warm-up ramp multiplies its start."""
 
     def factor(step: int) -> float:
+        if overlap:
+            return min(1.0, (step + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * step / steps)))
         if step < warmup:
             return (step + 1) / warmup
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))

@@ -14,10 +14,10 @@ from typing import Any
 
 from perception_r1.contract import Task
 from perception_r1.errors import UserError
+from perception_r1.evaluate.scoring import RewardError, describe_exception, task_reward
 
-
-class RewardError(UserError):
-    """A reward function failed or returned something that is not a finite number."""
+__all__ = ["RewardError", "WeightedReward", "build_rewards", "component_means", "describe", "parse_reward_flags",
+           "score"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def score(
             for i, (completion, sample) in enumerate(zip(completions, samples, strict=True)):
                 if sample.get("task", reward.task.name) != reward.task.name:
                     continue
-                result = reward.task.reward(completion, sample)
+                result = task_reward(reward.task, completion, sample)
                 values[i] = result.total
                 if answers is not None and result.answer is not None:
                     answers[i] = result.answer
@@ -96,7 +96,7 @@ def score(
             try:
                 values = list(reward.fn(list(completions), list(samples)))
             except Exception as exc:
-                raise RewardError(f"reward '{reward.name}' raised {type(exc).__name__}: {exc}") from exc
+                raise RewardError(f"reward '{reward.name}' raised {describe_exception(exc)}") from exc
             if len(values) != n:
                 raise RewardError(f"reward '{reward.name}' returned {len(values)} values for {n} completions")
         for i, value in enumerate(values):

@@ -25,7 +25,8 @@ from perception_r1.data.synthetic import synthetic_samples
 from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
-from perception_r1.train import checkpoint
+from perception_r1.model.lora import adapter_off
+from perception_r1.train import checkpoint, rundir
 from perception_r1.train.config import dump_yaml, fill_model_defaults
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.optim import gradients
@@ -59,6 +60,16 @@ def start_line(config: dict[str, Any], model: str, num_params: int, filled: list
             f"rewards: {describe(rewards)}, torch threads {torch.get_num_threads()}")
 
 
+def read_results(path: Path) -> dict[str, Any]:
+    """A resumed run's ``eval.json`` ({} when there is none yet); anything else there is a one-line error."""
+    results = io.read_json_object(path) if path.exists() else {}
+    for key in ("before", "after"):
+        value = results.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(v, int | float) for v in value.values()):
+            raise UserError(f"{path}:1: '{key}' must be an object of metric names to numbers (not written by this run?)")
+    return results
+
+
 #: below this KL (nats per token) the policy counts as equal to the reference (float noise is ~1e-8)
 IDLE_KL = 1e-6
 #: consecutive steps without any reward difference in any group before the run warns about it
@@ -73,7 +84,8 @@ class Trainer:
 
         self.config = config
         self.out = out
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        # mixed_precision null: accelerate's own choice (its launch config or env); "bf16" autocasts forwards
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.get("mixed_precision"))
         self.rank = self.accelerator.process_index
         self.main = self.accelerator.is_main_process
         if self.accelerator.num_processes > 1:  # a default run name holds a time: use the main process's
@@ -86,7 +98,7 @@ class Trainer:
         torch.manual_seed(config["seed"] * 1000 + self.rank)
         self.tasks = resolve_tasks(registry, config["task"], config["prompt_templates"])
         self.rewards = build_rewards(registry, self.tasks, config["rewards"])
-        self.policy = Policy.load(config["model"])
+        self.policy = Policy.load(config["model"], coords=config.get("coords"))
         num_params = sum(p.numel() for p in self.policy.model.parameters())
         filled = fill_model_defaults(config, num_params)
         if config["threads"]:
@@ -94,11 +106,18 @@ class Trainer:
         if self.main:
             line = start_line(config, self.policy.name, num_params, filled, self.rewards)
             console.print(line, highlight=False, markup=False, soft_wrap=True)
+        if config.get("lora_rank"):  # the reference is then the same weights with the adapter off
+            from perception_r1.model.lora import apply_lora
+
+            apply_lora(self.policy, config["lora_rank"], config.get("lora_alpha"), bool(config.get("lora_vision")))
+        if config.get("gradient_checkpointing"):  # recompute activations in backward: less memory, more time
+            self.policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.policy.model.train()
         self.reference = None
-        if config["beta"] > 0:  # the frozen start point the KL term pulls towards
+        if config["beta"] > 0 and not config.get("lora_rank"):  # the frozen start point the KL term pulls towards
             self.reference = copy.deepcopy(self.policy.model).eval().requires_grad_(False)
-        optimizer = torch.optim.AdamW(self.policy.model.parameters(), lr=config["learning_rate"], weight_decay=0.0)
+        trainable = [p for p in self.policy.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=config["learning_rate"], weight_decay=0.0)
         self.model, self.optimizer = self.accelerator.prepare(self.policy.model, optimizer)
         self.pools = {t.name: self._load_data(t) for t in self.tasks} if config["data"] else {}
         self.step = 0
@@ -166,9 +185,10 @@ class Trainer:
         c = self.config
         mask = rolled.completion_mask.float()  # (N, T)
         ref_logprobs = None
-        if self.reference is not None:
-            with torch.no_grad():
-                ref_logprobs = self.policy.token_logprobs(rolled, model=self.reference, temperature=c["temperature"])
+        if c["beta"] > 0:  # beta 0: no reference forward at all
+            reference = self.reference if self.reference is not None else self.policy.model
+            with torch.no_grad(), adapter_off(self.policy):
+                ref_logprobs = self.policy.token_logprobs(rolled, model=reference, temperature=c["temperature"])
         old_logprobs = None
         for _ in range(c["updates_per_batch"]):
             logprobs = self.policy.token_logprobs(rolled, model=self.model, temperature=c["temperature"])  # (N, T)
@@ -236,7 +256,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             io.atomic_write_text(self.out / "config.yaml", dump_yaml(c))
-        results = json.loads(eval_path.read_text()) if eval_path.exists() else {}
+        results = read_results(eval_path)
         if "before" not in results:
             results["before"] = self.evaluate("before")
             if self.main:
@@ -282,7 +302,8 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if self.main:
             model = self.accelerator.unwrap_model(self.model)
-            checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": self.config})
+            checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": self.config},
+                            adapter=getattr(self.policy, "peft", None))
 
     def _resume(self) -> None:
         latest = checkpoint.latest(self.out / "checkpoints")
@@ -290,15 +311,13 @@ class Trainer:
         if latest is not None:
             model = self.accelerator.unwrap_model(self.model)
             try:
-                state = checkpoint.load(latest, model, self.optimizer)
+                state = checkpoint.load(latest, model, self.optimizer, adapter=getattr(self.policy, "peft", None))
             except (ValueError, OSError, KeyError) as exc:
                 raise UserError(f"--resume: {exc}") from exc
             self.step = state["step"]
         # drop log lines written after the last checkpoint (or all, if the kill came before the first one):
-        # those steps run again
-        for name in ("metrics.jsonl", "completions.jsonl"):
-            path = self.out / name
-            if path.exists():
-                keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= self.step]
-                io.atomic_write_text(path, "".join(line + "\n" for line in keep))
+        # those steps run again; a torn last line and interrupted checkpoint writes are what a kill leaves
+        if self.main:
+            rundir.repair_logs(self.out, self.step)
+            rundir.remove_partial_checkpoints(self.out / "checkpoints")
         console.print(f"resumed from {latest or 'the start (no checkpoint yet)'} (step {self.step})")

@@ -48,6 +48,10 @@ def _word(item: Any) -> Word:
 
 def parse_words(text: str) -> list[Word]:
     text = bounded_text(text, MAX_CHARS)
+    # every word has a "polygon" key (a word's text may be "polygon" too): far more than the cap is refused
+    # before any JSON is parsed, so thousands of words cost a string count, not a parse (benchmarks/fuzz.py)
+    if text.count('"polygon"') > 2 * MAX_WORDS:
+        raise ParseError(f"more than {MAX_WORDS} words")
     data = bare_json_list(text)  # an unfenced list whose word holds ``` is not cut at the ```
     if data is None:
         data = load_json(list_span(fenced_block(text)))

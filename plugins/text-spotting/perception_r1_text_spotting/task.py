@@ -20,7 +20,7 @@ from perception_r1 import ParseError, RewardResult, Shapes, Task
 from perception_r1.tasks.geometry import from_pixels, to_pixels
 from perception_r1.tasks.matching import maximize
 
-from .answer import MAX_POINTS, MAX_WORDS, Word, parse_words
+from .answer import MAX_POINTS, MAX_TEXT, MAX_WORDS, Word, parse_words
 from .scoring import iou_matrix, normalize_text, polygon, text_similarity
 from .synth import make_sample
 
@@ -35,7 +35,7 @@ WORD = {
     "required": ["polygon", "text"],
     "properties": {
         "polygon": {"type": "array", "minItems": 3, "maxItems": MAX_POINTS, "items": POINT},
-        "text": {"type": "string"},
+        "text": {"type": "string", "maxLength": MAX_TEXT},  # bounds the text similarity's edit distance
     },
 }
 

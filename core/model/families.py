@@ -1,0 +1,56 @@
+"""Model families: what the policy adapter must know of a VLM architecture, one row per family.
+
+A family declares the coordinate space its model answers boxes in, which fast paths its forward supports
+(``fast_paths``: one vision-tower pass per distinct image through ``mm_encoder_outputs`` and the prompt
+once per group on a shared KV cache, the Qwen2-VL style), how to build its processor without torchvision,
+and which modules LoRA adapts. Any other ``AutoModelForImageTextToText`` with a chat template is served by
+:data:`GENERIC`: one full forward per row, no fast path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: coordinate spaces a model can answer in (see ``perception_r1.tasks.geometry``)
+COORD_SPACES = ("norm1000", "norm1", "pixels", "resized")
+
+
+@dataclass(frozen=True)
+class Family:
+    model_type: str
+    coord_space: str  # what its model card documents for boxes
+    model_class: str | None = None  # transformers class; None: AutoModelForImageTextToText
+    processor: str | None = None  # "qwen": our image-only Qwen processors; else a transformers processor class
+    fast_paths: bool = False  # shared vision pass + prompt once per group (needs mm_encoder_outputs, M-RoPE)
+    end_of_turn: str | None = None  # the token that ends an assistant turn (SFT appends it)
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    vision_prefixes: tuple[str, ...] = ("visual", "vision_tower", "vision_model", "multi_modal_projector",
+                                        "connector")
+
+
+_QWEN_LM = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+FAMILIES = {
+    f.model_type: f
+    for f in (
+        # Qwen2-VL answers boxes in 0-1000 of the image; Qwen2.5-VL in pixels of the image it was fed
+        Family("qwen2_vl", "norm1000", "Qwen2VLForConditionalGeneration", "qwen", True, "<|im_end|>", _QWEN_LM),
+        Family("qwen2_5_vl", "resized", "Qwen2_5_VLForConditionalGeneration", "qwen", True, "<|im_end|>", _QWEN_LM),
+        # Qwen3-VL went back to 0-1000 relative coordinates (its model card's grounding examples)
+        Family("qwen3_vl", "norm1000", "Qwen3VLForConditionalGeneration", "qwen", True, "<|im_end|>", _QWEN_LM),
+        # SmolVLM / Idefics3 and LLaVA-1.5 document no pixel format; LLaVA-1.5 was trained on [0, 1] boxes
+        Family("idefics3", "norm1", "Idefics3ForConditionalGeneration", "Idefics3Processor", False,
+               "<end_of_utterance>"),
+        Family("llava", "norm1", "LlavaForConditionalGeneration", "LlavaProcessor", False),
+    )
+}
+#: any other image-text-to-text model: 0-1000 (InternVL's and most recent VLMs' convention); --coords overrides
+GENERIC = Family("generic", "norm1000")
+
+
+def family_of(model_type: str | None) -> Family | None:
+    """The family of a ``config.json`` model type: its own row, the generic one, or None (not a VLM)."""
+    if model_type in FAMILIES:
+        return FAMILIES[model_type]
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    return GENERIC if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES else None

@@ -1,0 +1,134 @@
+"""A run directory has one writer, holds only its own run's files, and resumes from whatever a kill left.
+
+- A new run goes only into a directory that does not exist or is empty: a directory holding anything else
+  (another run, a foreign ``eval.json`` or ``metrics.jsonl``) is refused, never reused or appended to.
+- ``run.lock`` holds the PID and host of the process writing the directory. A second ``run`` (or
+  ``--resume``) into a locked directory is refused with one line; a lock whose process is gone (same host)
+  is stale and taken over, with a note.
+- ``--resume`` repairs what a kill can leave: a torn last line of ``metrics.jsonl`` / ``completions.jsonl``
+  is dropped (a bad line before the last is an error naming ``file:line``), and ``checkpoints/.tmp-step-*``
+  directories of interrupted checkpoint writes are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from perception_r1.data import io
+from perception_r1.display import console
+from perception_r1.errors import UserError
+
+LOCK = "run.lock"
+LOGS = ("metrics.jsonl", "completions.jsonl")
+
+
+def check_new(run_dir: Path) -> None:
+    """UserError unless ``run_dir`` can take a new run: it does not exist, or it is an empty directory."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file, not a directory")
+    if (holder := _holder(run_dir / LOCK)) and _alive(holder[0]):
+        raise UserError(f"--out {run_dir} is being written by process {holder[0]} on {holder[1]}: give another --out")
+    if (run_dir / "config.yaml").exists():
+        raise UserError(f"--out {run_dir} already holds a run (--resume {run_dir} continues it; --out NEW starts another)")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        found = sorted(p.name for p in run_dir.iterdir())[:3]
+        raise UserError(f"--out {run_dir} is not empty (holds {', '.join(found)}): a run starts in a new or empty directory")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+    return True
+
+
+def _holder(lock: Path) -> tuple[int, str] | None:
+    """(pid, host) written in ``lock``; None when it is unreadable (torn by a kill: stale)."""
+    try:
+        data = json.loads(lock.read_text(encoding="utf-8"))
+        return int(data["pid"]), str(data["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _create(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    return True
+
+
+def acquire(run_dir: Path) -> Path:
+    """Create ``run_dir/run.lock`` for this process, taking over a stale one; UserError when another lives."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {run_dir}: cannot create it ({exc.strerror})") from exc
+    lock = run_dir / LOCK
+    for _ in range(2):
+        if _create(lock):
+            return lock
+        holder = _holder(lock)
+        if holder and (holder[1] != socket.gethostname() or _alive(holder[0])):
+            pid, host = holder
+            raise UserError(f"{run_dir} is being written by process {pid} on {host} ({lock}); "
+                            f"wait for it, or delete {LOCK} if that process is gone")
+        console.print(f"note: {lock} was left by a process that is gone; taking it over", markup=False)
+        lock.unlink(missing_ok=True)
+    raise UserError(f"{run_dir}: another process took {LOCK} at the same moment")
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path, main_process: bool = True) -> Iterator[None]:
+    """Hold the run directory's lock (main process only) for the duration of the block."""
+    lock = acquire(run_dir) if main_process else None
+    try:
+        yield
+    finally:
+        if lock is not None and _holder(lock) == (os.getpid(), socket.gethostname()):
+            lock.unlink(missing_ok=True)
+
+
+def repair_logs(run_dir: Path, step: int) -> None:
+    """Keep the log lines of steps up to ``step`` (later ones run again); drop a torn last line."""
+    for name in LOGS:
+        path = run_dir / name
+        if not path.exists():
+            continue
+        lines = path.read_bytes().split(b"\n")
+        keep = []
+        for lineno, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+                row_step = row["step"]
+            except (ValueError, KeyError, TypeError) as exc:
+                if lineno >= len(lines) - 1:  # the last line, cut by a kill: those steps run again
+                    continue
+                raise UserError(f"{path}:{lineno}: not a log line of this run ({type(exc).__name__})") from exc
+            if isinstance(row_step, int) and row_step <= step:
+                keep.append(raw.decode("utf-8"))
+        io.atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def remove_partial_checkpoints(checkpoints: Path) -> list[str]:
+    """Remove ``.tmp-step-*`` directories (checkpoint writes a kill interrupted); returns their names."""
+    removed = []
+    if checkpoints.is_dir():
+        for tmp in checkpoints.glob(".tmp-step-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp.name)
+    return removed
