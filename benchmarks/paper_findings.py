@@ -146,10 +146,13 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     if not single or not multi:
         return "(a) needs single-answer and multi-object tasks to compare."
     said = ", ".join(f"{k} {v:+.1f}" for k, v in {**single, **multi}.items())
-    if min(multi.values()) > max(single.values()):
-        outcome = "reproduced: every multi-object task's RL - SFT exceeds every single-answer task's"
+    every_seed = all(g > 0 for r in rows if r["perplexity"]["multi_object"] for g in advantage(r))
+    if min(multi.values()) > max(single.values()) and every_seed:
+        outcome = ("reproduced: RL beat SFT on every multi-object task and seed, by more than on any "
+                   "single-answer task")
     elif statistics.mean(multi.values()) > statistics.mean(single.values()):
-        outcome = "partly reproduced: higher on average for multi-object tasks, but not for every pair"
+        outcome = ("partly reproduced: RL - SFT higher on average for multi-object tasks, but not on every task "
+                   "and seed, or RL not better than SFT there")
     else:
         outcome = "NOT reproduced: RL's advantage over SFT is not larger on the multi-object tasks"
     return f"(a) {outcome} (mean RL - SFT, % of range: {said})."
