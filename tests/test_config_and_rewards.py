@@ -114,3 +114,22 @@ def test_a_custom_reward_adds_to_the_task_reward_and_weight_zero_drops_it():
     assert describe(build_rewards(registry, [task], {"ocr": 0, "brevity.length_penalty": 1})) == "brevity.length_penalty x1"
     with pytest.raises(UserError, match="nothing to train on"):
         build_rewards(registry, [task], {"ocr": 0})
+
+
+def test_a_tasks_small_model_defaults_fill_only_what_the_user_did_not_set(tmp_path):
+    from types import SimpleNamespace
+
+    task = SimpleNamespace(name="ocr", tiny_run_defaults={"steps": 120, "temperature": 0.7, "max_new_tokens": 16})
+    path = tmp_path / "run.yaml"
+    path.write_text("steps: 7\n")
+    overrides = {"learning_rate": 3e-5, "seed": None}
+    config, given = cfg.resolve(path, overrides), cfg.explicit_keys(path, overrides)
+    assert given == {"steps", "learning_rate"}
+    assert cfg.apply_task_defaults(config, [task], given, 2_500_000) == ["temperature", "max_new_tokens"]
+    assert (config["steps"], config["temperature"], config["max_new_tokens"], config["learning_rate"]) == (7, 0.7, 16, 3e-5)
+    big = cfg.resolve()
+    assert cfg.apply_task_defaults(big, [task], set(), 2_000_000_000) == [] and big["temperature"] == 1.0  # real models: paper
+    assert cfg.apply_task_defaults(cfg.resolve(), [task, task], set(), 2_500_000) == []  # a task mix: the shared defaults
+    bad = SimpleNamespace(name="ocr", tiny_run_defaults={"stepz": 3})
+    with pytest.raises(UserError, match="task 'ocr' tiny_run_defaults"):
+        cfg.apply_task_defaults(cfg.resolve(), [bad], set(), 2_500_000)

@@ -26,7 +26,7 @@ def _install_template(site: Path) -> None:
 def test_template_task_goes_through_sft_then_run_and_improves(plugin_dir, tmp_path, monkeypatch):
     _install_template(plugin_dir)
     monkeypatch.setenv("PERCEPTION_R1_PLUGINS", "template")
-    sft = run_cli("sft", "--task", "template", "--steps", "40", cwd=tmp_path)  # the embedded base, default --out
+    sft = run_cli("sft", "--task", "template", "--steps", "12", cwd=tmp_path)  # the embedded base, default --out
     assert sft.returncode == 0, sft.stderr[-2000:]
     command = re.search(r"perception-r1 run --task template --model (\S+)\)", sft.stdout)
     assert command, sft.stdout[-500:]
@@ -37,4 +37,4 @@ def test_template_task_goes_through_sft_then_run_and_improves(plugin_dir, tmp_pa
     assert "lr 0.0001 (default for a model of 2.5M parameters" in run.stdout + run.stderr  # not the paper's 1e-6
     results = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert results["before"]["parse_rate"] == 1.0  # SFT taught the answer format
-    assert results["after"]["mean_reward"] > results["before"]["mean_reward"] + 0.1  # measured 0.47 -> 0.72
+    assert results["after"]["mean_reward"] > results["before"]["mean_reward"] + 0.1  # measured 0.30 -> 0.75

@@ -65,10 +65,10 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
             raise UserError("--resume takes the run's own config; only --steps may be changed")
         config = cfg.resolve(run_dir / "config.yaml", {"steps": steps})
     else:
-        config = cfg.resolve(config_file, overrides)
+        config, given = cfg.resolve(config_file, overrides), cfg.explicit_keys(config_file, overrides)
         run_dir = Path(out or config["out"] or f"runs/{config['task'].replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}")
         if main:  # other ranks start when the main process has claimed the directory
             rundir.check_new(run_dir)
     config["out"] = str(run_dir)
     with rundir.locked(run_dir, main_process=main):  # one writer per directory (run.lock)
-        Trainer(config, get_registry(), run_dir, resume=bool(resume_dir)).run()
+        Trainer(config, get_registry(), run_dir, resume=bool(resume_dir), given=None if resume_dir else given).run()

@@ -75,6 +75,24 @@ def fill_model_defaults(config: dict[str, Any], num_params: int) -> list[str]:
     return filled
 
 
+def explicit_keys(file: str | Path | None, overrides: dict[str, Any] | None) -> set[str]:
+    """The keys a user set: those in the config file and the flags given (None = not given)."""
+    keys = set(read_config_file(file)) if file is not None else set()
+    return keys | {k for k, v in (overrides or {}).items() if v is not None}
+
+
+def apply_task_defaults(config: dict[str, Any], tasks: Sequence[Any], given: set[str], num_params: int) -> list[str]:
+    """A single-task run of a small model takes the task's ``tiny_run_defaults`` for every key the user did
+    not set (the settings under which that task's RL improves the embedded base); returns the keys applied."""
+    if num_params >= SMALL_MODEL_PARAMS or len(tasks) != 1:
+        return []
+    defaults = dict(getattr(tasks[0], "tiny_run_defaults", {}) or {})
+    applied = [k for k in defaults if k not in given]
+    config.update({k: defaults[k] for k in applied})
+    validate(config, source=f"task '{tasks[0].name}' tiny_run_defaults")
+    return applied
+
+
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
     """``["group_size=4", "temperature=0.7"]`` -> {key: value}; values are read as YAML (numbers, true, null)."""
     out: dict[str, Any] = {}

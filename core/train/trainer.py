@@ -27,7 +27,7 @@ from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.model.lora import adapter_off
 from perception_r1.train import checkpoint, rundir
-from perception_r1.train.config import dump_yaml, fill_model_defaults
+from perception_r1.train.config import apply_task_defaults, dump_yaml, fill_model_defaults
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.optim import gradients
 from perception_r1.train.rewards import build_rewards, component_means, describe
@@ -57,7 +57,8 @@ def start_line(config: dict[str, Any], model: str, num_params: int, filled: list
     why = f" (default for a model of {num_params / 1e6:.1f}M parameters; --lr to change)" if "learning_rate" in filled else ""
     return (f"GRPO on {config['task']}: model {model}, lr {config['learning_rate']:g}{why}, "
             f"{config['steps']} steps x {config['prompts_per_step']} prompts x G={config['group_size']}, "
-            f"rewards: {describe(rewards)}, torch threads {torch.get_num_threads()}")
+            f"temperature {config['temperature']:g}, rewards: {describe(rewards)}, "
+            f"torch threads {torch.get_num_threads()}; defaults filled: {', '.join(filled) or 'none'}")
 
 
 def read_results(path: Path) -> dict[str, Any]:
@@ -77,7 +78,9 @@ NO_SIGNAL_WARNING = 5
 
 
 class Trainer:
-    def __init__(self, config: dict[str, Any], registry: Any, out: Path, resume: bool = False) -> None:
+    def __init__(self, config: dict[str, Any], registry: Any, out: Path, resume: bool = False,
+                 given: set[str] | None = None) -> None:
+        """``given``: the config keys the user set (the rest may take the task's small-model defaults)."""
         from accelerate import Accelerator
 
         from perception_r1.model.policy import Policy
@@ -100,7 +103,8 @@ class Trainer:
         self.rewards = build_rewards(registry, self.tasks, config["rewards"])
         self.policy = Policy.load(config["model"], coords=config.get("coords"))
         num_params = sum(p.numel() for p in self.policy.model.parameters())
-        filled = fill_model_defaults(config, num_params)
+        from_task = apply_task_defaults(config, self.tasks, set(config) if resume else (given or set()), num_params)
+        filled = fill_model_defaults(config, num_params) + from_task
         if config["threads"]:
             torch.set_num_threads(config["threads"])
         if self.main:
