@@ -300,6 +300,15 @@ class DetectionTask(Task):
     best_metric_value = 100.0
     paper_benchmarks = PAPER_BENCHMARKS
 
+    #: RL settings on the embedded base (issue 13; README "What run does"): improves held-out AP on seeds
+    #: 0, 1, 2 (0.025 -> 0.075 / 0.064 / 0.038).
+    #: Temperature 0.7, not the paper's 1.0: at 1.0 the sampled answers score far below the greedy ones the
+    #: metric reads, and RL made the greedy answers worse.
+    tiny_run_defaults = {
+        "steps": 60, "prompts_per_step": 8, "max_new_tokens": 160, "learning_rate": 2e-5, "temperature": 0.7,
+        "scale_rewards": False, "eval_samples": 256, "eval_batch_size": 32,
+    }
+
     def __init__(
         self,
         prompt_template: str | None = None,

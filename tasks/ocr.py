@@ -77,6 +77,14 @@ class OCRTask(Task):
     best_metric_value = 0.0
     paper_benchmarks = PAPER_BENCHMARKS
 
+    #: RL settings on the embedded base (issue 13; README "What run does"): edit distance 0.268 -> 0.260 / 0.278 / 0.265 on seeds 0, 1, 2: better on 2 of 3.
+    #: Temperature 0.7, not the paper's 1.0: at 1.0 the sampled answers score far below the greedy ones the
+    #: metric reads, and RL made the greedy answers worse.
+    tiny_run_defaults = {
+        "steps": 120, "prompts_per_step": 8, "max_new_tokens": 16, "learning_rate": 2e-5, "temperature": 0.7,
+        "scale_rewards": False, "eval_samples": 256, "eval_batch_size": 32,
+    }
+
     def parse(self, text: str) -> str:
         """The answer with whitespace collapsed; ParseError when nothing but whitespace is left."""
         answer = collapse_whitespace(require_text(text)[:MAX_CHARS])

@@ -13,7 +13,7 @@ from perception_r1.errors import UserError
 
 
 @click.command("run")
-@click.option("--task", help="Task to train (several: a,b). Default: ocr.")
+@click.option("--task", help="Task to train (several: a,b). Default: detection.")
 @click.option("--model", type=click.Path(), help="Local model directory (default: the embedded tiny model).")
 @click.option("--coords", type=click.Choice(["norm1000", "norm1", "pixels", "resized"]),
               help="Coordinate space the model answers in (default: its family's; for fine-tuned checkpoints).")
@@ -39,8 +39,8 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
             resume_dir) -> None:
     """Train with GRPO and rule-based rewards; evaluate on a held-out split before and after.
 
-    With no options: the embedded tiny Qwen2-VL-architecture model on synthetic OCR data,
-    about 20 seconds on two idle CPU cores.
+    With no options: the embedded tiny Qwen2-VL-architecture model on synthetic detection data, with the
+    task's settings for it (a few minutes on a CPU).
     """
     from perception_r1.registry import get_registry
     from perception_r1.train import config as cfg

@@ -52,9 +52,13 @@ def resolve_tasks(registry: Any, spec: str, templates: dict[str, str]) -> list[T
     return tasks
 
 
-def start_line(config: dict[str, Any], model: str, num_params: int, filled: list[str], rewards) -> str:
+def start_line(config: dict[str, Any], model: str, num_params: int, by_size: list[str], from_task: list[str],
+               rewards) -> str:
     """What a run will do, printed before it starts: the settings a user most often needs to check."""
-    why = f" (default for a model of {num_params / 1e6:.1f}M parameters; --lr to change)" if "learning_rate" in filled else ""
+    size = f"a model of {num_params / 1e6:.1f}M parameters"
+    why = (f" (the task's setting for {size}; --lr to change)" if "learning_rate" in from_task else
+           f" (default for {size}; --lr to change)" if "learning_rate" in by_size else "")
+    filled = by_size + [f"{k} (task)" for k in from_task]
     return (f"GRPO on {config['task']}: model {model}, lr {config['learning_rate']:g}{why}, "
             f"{config['steps']} steps x {config['prompts_per_step']} prompts x G={config['group_size']}, "
             f"temperature {config['temperature']:g}, rewards: {describe(rewards)}, "
@@ -104,11 +108,11 @@ class Trainer:
         self.policy = Policy.load(config["model"], coords=config.get("coords"))
         num_params = sum(p.numel() for p in self.policy.model.parameters())
         from_task = apply_task_defaults(config, self.tasks, set(config) if resume else (given or set()), num_params)
-        filled = fill_model_defaults(config, num_params) + from_task
+        by_size = fill_model_defaults(config, num_params)
         if config["threads"]:
             torch.set_num_threads(config["threads"])
         if self.main:
-            line = start_line(config, self.policy.name, num_params, filled, self.rewards)
+            line = start_line(config, self.policy.name, num_params, by_size, from_task, self.rewards)
             console.print(line, highlight=False, markup=False, soft_wrap=True)
         if config.get("lora_rank"):  # the reference is then the same weights with the adapter off
             from perception_r1.model.lora import apply_lora
