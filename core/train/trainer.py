@@ -27,7 +27,7 @@ from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.model.lora import adapter_off
 from perception_r1.train import checkpoint, rundir
-from perception_r1.train.config import apply_task_defaults, dump_yaml, fill_model_defaults
+from perception_r1.train.config import DEFAULTS, apply_task_defaults, dump_yaml, fill_model_defaults
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.optim import gradients
 from perception_r1.train.rewards import build_rewards, component_means, describe
@@ -84,7 +84,8 @@ NO_SIGNAL_WARNING = 5
 class Trainer:
     def __init__(self, config: dict[str, Any], registry: Any, out: Path, resume: bool = False,
                  given: set[str] | None = None) -> None:
-        """``given``: the config keys the user set (the rest may take the task's small-model defaults)."""
+        """``given``: the config keys the user set (the rest may take the task's small-model defaults); None
+        (a library caller) counts every key that differs from the defaults as set."""
         from accelerate import Accelerator
 
         from perception_r1.model.policy import Policy
@@ -107,7 +108,9 @@ class Trainer:
         self.rewards = build_rewards(registry, self.tasks, config["rewards"])
         self.policy = Policy.load(config["model"], coords=config.get("coords"))
         num_params = sum(p.numel() for p in self.policy.model.parameters())
-        from_task = apply_task_defaults(config, self.tasks, set(config) if resume else (given or set()), num_params)
+        if given is None:
+            given = {k for k, v in config.items() if v != DEFAULTS.get(k)}
+        from_task = apply_task_defaults(config, self.tasks, set(config) if resume else given, num_params)
         by_size = fill_model_defaults(config, num_params)
         if config["threads"]:
             torch.set_num_threads(config["threads"])
