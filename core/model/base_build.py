@@ -11,7 +11,8 @@ small auxiliary loss during SFT so the image path keeps its signal:
 4. refine: a second warm-up with fresh heads, then SFT at half the learning rate, ``emphasize``d tasks
    drawn twice as often (the embedded base: grounding, whose absolute x the tiny model finds hardest).
 
-    PERCEPTION_R1_PLUGINS= python -m perception_r1.model.base_build OUT --emphasize grounding
+    PERCEPTION_R1_PLUGINS= python -m perception_r1.model.base_build OUT --tasks counting,detection,grounding,ocr \
+        --emphasize grounding
 """
 
 from __future__ import annotations
@@ -145,14 +146,15 @@ def build_base(out: str | Path, tasks: Sequence, steps: dict[str, int], emphasiz
 @click.option("--sft-steps", type=int, default=1300, show_default=True)
 @click.option("--refine-warmup-steps", type=int, default=300, show_default=True)
 @click.option("--refine-sft-steps", type=int, default=400, show_default=True)
+@click.option("--tasks", "task_spec", help="Tasks to train on, a,b,c (default: every registered task).")
 @click.option("--emphasize", multiple=True, help="A task drawn twice as often in the refining SFT (repeatable).")
 @click.option("--tokens-side", type=int, default=8, show_default=True, help="image tokens per side of a 112x112 scene")
 @click.option("--aux-weight", type=float, default=0.3, show_default=True)
 @click.option("--from", "from_dir", type=click.Path(exists=True, file_okay=False), help="skip stage 1: refine this base")
 @click.option("--threads", type=int, default=1, show_default=True)
 @click.option("--log-every", type=int, default=50, show_default=True)
-def main(out, seed, quick, warmup_steps, sft_steps, refine_warmup_steps, refine_sft_steps, emphasize, tokens_side,
-         aux_weight, from_dir, threads, log_every):
+def main(out, seed, quick, warmup_steps, sft_steps, refine_warmup_steps, refine_sft_steps, task_spec, emphasize,
+         tokens_side, aux_weight, from_dir, threads, log_every):
     """Build the embedded base into OUT on every registered task (PERCEPTION_R1_PLUGINS= : the built-ins)."""
     from perception_r1.registry import get_registry
 
@@ -162,7 +164,8 @@ def main(out, seed, quick, warmup_steps, sft_steps, refine_warmup_steps, refine_
     if quick:
         steps, log_every = dict.fromkeys(steps, 3), 1
     registry = get_registry()
-    tasks = [registry.task(name) for name in sorted(registry.tasks)]
+    names = [n.strip() for n in task_spec.split(",") if n.strip()] if task_spec else sorted(registry.tasks)
+    tasks = [registry.task(name) for name in names]
     for name in emphasize:
         registry.task(name)  # an unknown name is one line, not a silent no-op
     start = time.perf_counter()
