@@ -62,7 +62,7 @@ def rl(args, task_name: str, seed: int, out: Path):
                  "prompts_per_step": args.prompts_per_step, "threads": args.threads, "checkpoint_every": 0,
                  "out": str(out)}
     config = cfg.resolve(None, overrides)
-    trainer = Trainer(config, get_registry(), out)
+    trainer = Trainer(config, get_registry(), out, given=set(overrides))  # the rest: as `run` fills it
     trainer.run()
     return trainer.policy, config
 
