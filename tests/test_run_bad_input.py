@@ -46,6 +46,12 @@ def test_unknown_task(tmp_path, small_model):
     _one_line_exit_2(_run(tmp_path, "--task", "nope", "--model", str(small_model)), "unknown task 'nope'")
 
 
+def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path, small_model):
+    out = tmp_path / "never"
+    _one_line_exit_2(_run(tmp_path, "--task", "nope", "--model", str(small_model), "--out", str(out)), "unknown task")
+    assert not out.exists()
+
+
 def test_unknown_reward(tmp_path, small_model):
     result = _run(tmp_path, "--task", "ocr", "--model", str(small_model), "--reward", "nope.reward:0.5",
                   "--out", str(tmp_path / "out"))

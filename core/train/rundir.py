@@ -92,13 +92,17 @@ def acquire(run_dir: Path) -> Path:
 
 @contextlib.contextmanager
 def locked(run_dir: Path, main_process: bool = True) -> Iterator[None]:
-    """Hold the run directory's lock (main process only) for the duration of the block."""
+    """Hold the run directory's lock (main process only) for the duration of the block. A directory the
+    block created and left empty (a run that failed before writing anything) is removed again."""
+    existed = run_dir.exists()
     lock = acquire(run_dir) if main_process else None
     try:
         yield
     finally:
         if lock is not None and _holder(lock) == (os.getpid(), socket.gethostname()):
             lock.unlink(missing_ok=True)
+            if not existed and not any(run_dir.iterdir()):
+                run_dir.rmdir()
 
 
 def repair_logs(run_dir: Path, step: int) -> None:
