@@ -48,7 +48,7 @@ import numpy as np
 from perception_r1 import ParseError, RewardResult, Task, hookimpl
 from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.errors import UserError
-from perception_r1.tasks import geometry, rows
+from perception_r1.tasks import geometry, rows, tiny_rl
 from perception_r1.tasks.answers import FENCE, bounded_text, json_answer, numbers
 from perception_r1.tasks.coco import COCO_CLASSES, ImageBoxes, coco_ap
 from perception_r1.tasks.matching import MATCHINGS, assign
@@ -302,12 +302,7 @@ class DetectionTask(Task):
 
     #: RL settings on the embedded base (issue 13; README "What run does"): improves held-out AP on seeds
     #: 0, 1, 2 (0.025 -> 0.075 / 0.064 / 0.038).
-    #: Temperature 0.7, not the paper's 1.0: at 1.0 the sampled answers score far below the greedy ones the
-    #: metric reads, and RL made the greedy answers worse.
-    tiny_run_defaults = {
-        "steps": 60, "prompts_per_step": 8, "max_new_tokens": 160, "learning_rate": 2e-5, "temperature": 0.7,
-        "scale_rewards": False, "eval_samples": 256, "eval_batch_size": 32,
-    }
+    tiny_run_defaults = tiny_rl.settings(steps=60, max_new_tokens=160)
 
     def __init__(
         self,
