@@ -48,3 +48,14 @@ def test_eval_with_shuffled_images_records_whose_image_was_shown(tmp_path):
     assert sorted(r["shown_image_of"] for r in records) == sorted(r["id"] for r in records)
     result = run_cli("eval", "--task", "counting", "--limit", "1", "--shuffle-images")
     assert result.returncode == 2 and "at least 2 samples" in result.stderr
+
+
+def test_the_report_draws_the_image_a_shuffled_sample_was_shown():
+    from perception_r1.evaluate.report import Images
+
+    task = get_registry().task("counting")
+    samples = synthetic_samples(task, "heldout", 3, seed=0)
+    record = {**shuffle_images(samples, seed=0)[0], "image": None}
+    donor = next(s for s in samples if s["id"] == record["shown_image_of"])
+    image, note = Images().get(task, record, record["id"])
+    assert note == "" and list(image.getdata()) == list(donor["image"].convert("RGB").getdata())

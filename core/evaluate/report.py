@@ -9,7 +9,8 @@ Reads what the trainer and `eval` write (every file optional, at least one neede
 Images are not stored with the records. The gallery gets them (1) from the record's ``image_path``, or
 (2) for synthetic samples, by regenerating the sample from its id ``<task>-<split>-<seed>-<index>`` with
 :func:`perception_r1.data.synthetic.synthetic_samples`, accepted only if the regenerated ground truth equals the
-record's; (3) else the shapes are drawn on a blank canvas of ``image_size``. What to draw is the task's
+record's (a record of the shuffled-image control is regenerated from ``shown_image_of``, the sample whose
+image it was shown); (3) else the shapes are drawn on a blank canvas of ``image_size``. What to draw is the task's
 to say (``draw_solution`` / ``draw_answer``, see :class:`perception_r1.contract.Shapes`); a prediction is
 placed from the space the record says its completion is in (``coords``, else the task's). Ground truth is
 drawn in green, the prediction in magenta. Charts are matplotlib PNGs (Agg backend); every picture is inlined as
@@ -117,7 +118,8 @@ class Images:
         path = record.get("image_path")
         if isinstance(path, str) and _is_file(path):
             return self._from_file(path)
-        match = _SYNTHETIC_ID.match(sample_id or "")
+        shown = record.get("shown_image_of")  # the shuffled-image control showed another sample's image
+        match = _SYNTHETIC_ID.match(str(shown or sample_id or ""))
         if not match or match["task"] != task.name:
             return None, "image not stored"
         if int(match["index"]) >= MAX_REGENERATED:
@@ -130,7 +132,7 @@ class Images:
             cached = synthetic_samples(task, key[1], index + 1, seed=key[2])
             self._synthetic[key] = cached
         sample = cached[index]
-        if json.loads(pio.dumps(sample["solution"])) != record.get("solution"):
+        if shown is None and json.loads(pio.dumps(sample["solution"])) != record.get("solution"):
             return None, "synthetic generator changed since the run: image not reproducible"
         return sample["image"].convert("RGB"), ""
 
