@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def machine() -> str:
@@ -59,3 +63,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def run_child(script: str, label: str, args: Sequence[str]) -> dict[str, Any]:
+    """Run ``script`` in a fresh interpreter (so each side's peak RSS is its own) and read the JSON object
+    it prints last; a failed child stops the benchmark with the end of its stderr."""
+    proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{label} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

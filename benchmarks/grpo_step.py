@@ -28,8 +28,6 @@ import functools
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -220,13 +218,12 @@ def run_trl(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
 
 # -- parent --------------------------------------------------------------------------------------
 def child(side: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", side, "--model", args.model, "--task", args.task,
-           "--prompts", str(args.prompts), "--group", str(args.group), "--tokens", str(args.tokens),
-           "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from _common import run_child
+
+    return run_child(__file__, side, [
+        "--child", side, "--model", args.model, "--task", args.task, "--prompts", str(args.prompts), "--group",
+        str(args.group), "--tokens", str(args.tokens), "--steps", str(args.steps), "--warmup", str(args.warmup),
+        "--threads", str(args.threads)])
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -133,13 +132,12 @@ def run_trl(args: argparse.Namespace, setting: str) -> dict[str, Any]:
 
 
 def child(side: str, setting: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", f"{side}:{setting}", "--model", args.model, "--prompts",
-           str(args.prompts), "--group", str(args.group), "--tokens", str(args.tokens), "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--threads", str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"{side} {setting} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from _common import run_child
+
+    return run_child(__file__, f"{side} {setting}", [
+        "--child", f"{side}:{setting}", "--model", args.model, "--prompts", str(args.prompts), "--group",
+        str(args.group), "--tokens", str(args.tokens), "--steps", str(args.steps), "--warmup", str(args.warmup),
+        "--threads", str(args.threads)])
 
 
 def main() -> None:

@@ -119,7 +119,7 @@ def command(task_name: str, model: str | None, coords: str | None, data: str | N
             raise UserError("--shuffle-images needs at least 2 samples")
         samples, source = shuffled(samples), f"{source}, images shuffled"
     policy = Policy.load(model, coords=coords)
-    size_defaults = model_defaults(sum(p.numel() for p in policy.model.parameters()))
+    size_defaults = model_defaults(policy.num_parameters)
     if not threads and size_defaults["threads"]:
         torch.set_num_threads(size_defaults["threads"])
     with progress() as bar, torch.no_grad():

@@ -64,7 +64,7 @@ def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_
     if any(Path(out).iterdir()):
         raise UserError(f"--out {out} is not empty: give a new directory")
     policy = Policy.load(model)
-    if not threads and (single := model_defaults(sum(p.numel() for p in policy.model.parameters()))["threads"]):
+    if not threads and (single := model_defaults(policy.num_parameters)["threads"]):
         torch.set_num_threads(single)  # a small model: one thread, as `run` (benchmarks/threads.py)
     click.echo(f"sft {policy.name} on {', '.join(t.name for t in tasks)}: {steps} steps x {batch_size}, lr {lr:g}")
     start = time.perf_counter()

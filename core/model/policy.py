@@ -157,6 +157,11 @@ class Policy:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def num_parameters(self) -> int:
+        """All parameters of the model (what the size-dependent run defaults look at)."""
+        return sum(p.numel() for p in self.model.parameters())
+
     def _eos_ids(self) -> list[int]:
         names = ("<|im_end|>", "<|endoftext|>", self.family.end_of_turn, self.tokenizer.eos_token)
         ids = {self.tokenizer.convert_tokens_to_ids(t) for t in names if t}

@@ -107,7 +107,7 @@ class Trainer:
         self.tasks = resolve_tasks(registry, config["task"], config["prompt_templates"])
         self.rewards = build_rewards(registry, self.tasks, config["rewards"])
         self.policy = Policy.load(config["model"], coords=config.get("coords"))
-        num_params = sum(p.numel() for p in self.policy.model.parameters())
+        num_params = self.policy.num_parameters
         if given is None:
             given = {k for k, v in config.items() if v != DEFAULTS.get(k)}
         from_task = apply_task_defaults(config, self.tasks, set(config) if resume else given, num_params)
