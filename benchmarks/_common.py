@@ -72,3 +72,20 @@ def run_child(script: str, label: str, args: Sequence[str]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"{label} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def trl_grpo_config(args: Any, steps: int, checkpointing: bool, prefix: str):
+    """TRL's GRPOConfig with the settings our trainer runs in the benchmarks (paper GRPO, fixed-length
+    answers, CPU, float32), so both sides compute the same thing."""
+    import tempfile
+
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=tempfile.mkdtemp(prefix=prefix), report_to="none", use_cpu=True, bf16=False,
+        per_device_train_batch_size=args.prompts * args.group, num_generations=args.group,
+        max_completion_length=args.tokens, generation_kwargs={"min_new_tokens": args.tokens},
+        temperature=1.0, top_k=0, top_p=1.0, beta=0.04, epsilon=0.2, loss_type="grpo", learning_rate=1e-4,
+        max_grad_norm=1.0, num_iterations=1, max_steps=steps, logging_steps=1, save_strategy="no",
+        gradient_checkpointing=checkpointing, seed=0, dataloader_num_workers=0, disable_tqdm=True,
+    )

@@ -57,6 +57,18 @@ class Stats:
         if not self.first_problem:
             self.first_problem = f"{what} on {text[:60]!r} ({len(text)} chars)"
 
+    def timed(self, call: Callable[[], Any], what: str, text: str) -> tuple[bool, Any]:
+        """``(True, call())`` with its time recorded, or ``(False, None)`` counting the exception it raised."""
+        start = time.perf_counter()
+        try:
+            return True, call()
+        except Exception as exc:
+            self.exceptions += 1
+            self.problem(f"{what} raised {type(exc).__name__}: {exc}", text)
+            return False, None
+        finally:
+            self.times.append(time.perf_counter() - start)
+
     def row(self) -> list[str]:
         ordered = sorted(self.times)
         p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else 0.0
@@ -134,15 +146,10 @@ def fuzz_task(task: Any, n: int, seed: int = 0, n_samples: int = 8) -> Stats:
         except Exception as exc:
             stats.exceptions += 1
             stats.problem(f"parse raised {type(exc).__name__}: {exc}", text)
-        start = time.perf_counter()
-        try:
-            total = task.reward(text, sample).total
-        except Exception as exc:
-            stats.exceptions += 1
-            stats.problem(f"reward raised {type(exc).__name__}: {exc}", text)
+        ok, result = stats.timed(lambda: task.reward(text, sample), "reward", text)  # noqa: B023 (called now)
+        if not ok:
             continue
-        finally:
-            stats.times.append(time.perf_counter() - start)
+        total = result.total
         if isinstance(total, float) and math.isnan(total):
             stats.nan += 1
             stats.problem("NaN reward", text)
@@ -150,6 +157,12 @@ def fuzz_task(task: Any, n: int, seed: int = 0, n_samples: int = 8) -> Stats:
             stats.out_of_range += 1
             stats.problem(f"reward {total!r} outside [{lo}, {hi}]", text)
     return stats
+
+
+def _one(values: Any) -> Any:
+    """The single value a custom reward returned for one completion (a wrong count raises, and is counted)."""
+    (value,) = values
+    return value
 
 
 def fuzz_reward(name: str, fn: Callable, tasks: list[Any], n: int, seed: int = 0) -> Stats:
@@ -160,15 +173,9 @@ def fuzz_reward(name: str, fn: Callable, tasks: list[Any], n: int, seed: int = 0
     stats = Stats(f"reward:{name}")
     for i, text in enumerate(completions(truths, n, seed)):
         stats.calls += 1
-        start = time.perf_counter()
-        try:
-            (value,) = fn([text], [samples[i % len(samples)]])
-        except Exception as exc:
-            stats.exceptions += 1
-            stats.problem(f"raised {type(exc).__name__}: {exc}", text)
+        ok, value = stats.timed(lambda: _one(fn([text], [samples[i % len(samples)]])), "reward", text)  # noqa: B023
+        if not ok:
             continue
-        finally:
-            stats.times.append(time.perf_counter() - start)
         if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
             stats.nan += 1
             stats.problem(f"returned {value!r}", text)

@@ -150,7 +150,7 @@ def run_trl(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
     import datasets
     import torch
     import transformers
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from perception_r1.data.prepare import prepare_sample
     from perception_r1.data.synthetic import synthetic_samples
@@ -176,14 +176,9 @@ def run_trl(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
     def reward(completions: list[Any], idx: list[int], **_: Any) -> list[float]:
         return [task.reward(c[0]["content"], samples[i]).total for c, i in zip(completions, idx, strict=True)]
 
-    config = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="bench-trl-"), report_to="none", use_cpu=True, bf16=False,
-        per_device_train_batch_size=args.prompts * args.group, num_generations=args.group,
-        max_completion_length=args.tokens, generation_kwargs={"min_new_tokens": args.tokens},
-        temperature=1.0, top_k=0, top_p=1.0, beta=0.04, epsilon=0.2, loss_type="grpo", learning_rate=1e-4,
-        max_grad_norm=1.0, num_iterations=1, max_steps=total_steps, logging_steps=1, save_strategy="no",
-        gradient_checkpointing=checkpointing, seed=0, dataloader_num_workers=0, disable_tqdm=True,
-    )
+    from _common import trl_grpo_config
+
+    config = trl_grpo_config(args, total_steps, checkpointing, "bench-trl-")
     trainer = GRPOTrainer(model=args.model, reward_funcs=reward, args=config, train_dataset=dataset,
                           processing_class=processor)
 

@@ -79,7 +79,7 @@ def run_trl(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     import torch
     import transformers
     from peft import LoraConfig
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     from perception_r1.data.prepare import prepare_sample
     from perception_r1.data.synthetic import synthetic_samples
@@ -105,14 +105,9 @@ def run_trl(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     if setting == "lora":
         peft_config = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0,
                                  target_modules=_lora_targets(args.model))
-    config = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="bench-mem-trl-"), report_to="none", use_cpu=True, bf16=False,
-        per_device_train_batch_size=args.prompts * args.group, num_generations=args.group,
-        max_completion_length=args.tokens, generation_kwargs={"min_new_tokens": args.tokens},
-        temperature=1.0, top_k=0, top_p=1.0, beta=0.04, epsilon=0.2, loss_type="grpo", learning_rate=1e-4,
-        max_grad_norm=1.0, num_iterations=1, max_steps=total, logging_steps=1, save_strategy="no",
-        gradient_checkpointing=setting == "checkpointing", seed=0, dataloader_num_workers=0, disable_tqdm=True,
-    )
+    from _common import trl_grpo_config
+
+    config = trl_grpo_config(args, total, setting == "checkpointing", "bench-mem-trl-")
     trainer = GRPOTrainer(model=args.model, reward_funcs=reward, args=config, train_dataset=dataset,
                           processing_class=loader.processor, peft_config=peft_config)
     marks: list[float] = []
