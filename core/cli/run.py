@@ -50,12 +50,14 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
     from perception_r1.train.trainer import Trainer
 
     relaunch_if_needed((click.get_current_context().find_object(dict) or {}).get("argv", sys.argv[1:]))
-    overrides = {
-        **cfg.parse_set(settings), "learning_rate": lr,
+    flags = {
+        "learning_rate": lr,
         "task": task, "model": model, "coords": coords, "lora_rank": lora_rank, "data": data, "steps": steps, "seed": seed,
         "eval_samples": eval_samples, "threads": threads,
         "rewards": parse_reward_flags(reward_flags) if reward_flags else None,
     }
+    # --set KEY=VALUE for any key; a named flag, when given, wins over --set of the same key
+    overrides = {**cfg.parse_set(settings), **{k: v for k, v in flags.items() if v is not None}}
     main = os.environ.get("RANK", "0") == "0"
     if resume_dir:
         run_dir = Path(resume_dir)

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "rewards": {},
     "eval_samples": 64,
     "eval_batch_size": 16,
+    "eval_every": 0,
     "checkpoint_every": 20,
     "log_completions_every": 5,
     "prompt_templates": {},

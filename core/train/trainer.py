@@ -7,6 +7,7 @@ process samples its own prompts, gradients are averaged by DDP.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import random
@@ -68,10 +69,15 @@ def start_line(config: dict[str, Any], model: str, num_params: int, by_size: lis
 def read_results(path: Path) -> dict[str, Any]:
     """A resumed run's ``eval.json`` ({} when there is none yet); anything else there is a one-line error."""
     results = io.read_json_object(path) if path.exists() else {}
+    def metrics_object(value: Any) -> bool:
+        return isinstance(value, dict) and all(isinstance(v, int | float) for v in value.values())
+
     for key in ("before", "after"):
-        value = results.get(key, {})
-        if not isinstance(value, dict) or not all(isinstance(v, int | float) for v in value.values()):
+        if not metrics_object(results.get(key, {})):
             raise UserError(f"{path}:1: '{key}' must be an object of metric names to numbers (not written by this run?)")
+    during = results.get("during", {})
+    if not isinstance(during, dict) or not all(k.isdigit() and metrics_object(v) for k, v in during.items()):
+        raise UserError(f"{path}:1: 'during' must map step numbers to metric objects (not written by this run?)")
     return results
 
 
@@ -237,22 +243,27 @@ class Trainer:
         return signal == 0.0 and kl_all < IDLE_KL
 
     # -- evaluation ----------------------------------------------------------------------------
-    def evaluate(self, label: str) -> dict[str, float]:
+    def evaluate(self, label: str, bar: Any = None) -> dict[str, float]:
+        """Held-out metrics now; ``bar``: the training's progress bar, which shows the evaluation's too (rich
+        allows one live display at a time)."""
         if self.config["eval_samples"] == 0 or not self.main:
             return {}
-        console.print(f"evaluating {label} training: {self.config['eval_samples']} held-out samples per task")
+        when = f"{label} training" if label in ("before", "after") else f"at {label}"
+        console.print(f"evaluating {when}: {self.config['eval_samples']} held-out samples per task")
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
         flat: dict[str, float] = {}
         records: list[dict[str, Any]] = []
         for task in self.tasks:
             samples = self.heldout(task)
-            with progress() as bar, torch.no_grad():
-                tid = bar.add_task(f"eval {label} {task.name}", total=len(samples), status="")
+            with contextlib.nullcontext(bar) if bar is not None else progress() as shown, torch.no_grad():
+                tid = shown.add_task(f"eval {label} {task.name}", total=len(samples), status="")
                 metrics, recs = evaluate_policy(
                     self.policy, task, samples, self.config["eval_batch_size"], self.config["max_new_tokens"],
-                    on_batch=lambda n, tid=tid: bar.advance(tid, n),
+                    on_batch=lambda n, tid=tid: shown.advance(tid, n),
                 )
+                if bar is not None:
+                    shown.remove_task(tid)
             prefix = "" if len(self.tasks) == 1 else f"{task.name}/"
             flat.update({prefix + k: v for k, v in metrics.items()})
             records += recs
@@ -293,6 +304,10 @@ class Trainer:
                     bar.update(tid, advance=1, status=status)
                     if not bar.live.is_started or not console.is_terminal:
                         console.print(f"step {self.step}/{c['steps']}  {status}  {metrics['seconds']:.2f}s/step")
+                if c["eval_every"] and self.step % c["eval_every"] == 0 and self.step < c["steps"]:
+                    results.setdefault("during", {})[str(self.step)] = self.evaluate(f"step-{self.step}", bar)
+                    if self.main:
+                        io.atomic_write_text(eval_path, json.dumps(results, indent=2))
                 every = c["checkpoint_every"]
                 if (every and self.step % every == 0) or self.step == c["steps"]:
                     self._save()
