@@ -7,14 +7,16 @@
     sequential scoring, prediction i against truth i (task ``detection-sequential``). Paper: AP 31.9 -> 23.5.
 
 Per task and seed, from the same base (``--model``, default the embedded base):
-  * RL: the trainer exactly as ``perception-r1 run --task T --seed S`` builds it (its defaults; ``--steps`` and
-    ``--prompts-per-step`` change the budget): steps x prompts_per_step prompts, G rollouts each;
+  * RL: the trainer exactly as ``perception-r1 run --task T --seed S`` builds it (its defaults, including the
+    task's small-model settings; ``--steps`` and ``--prompts-per-step`` change the budget): steps x
+    prompts_per_step prompts, G rollouts each;
   * SFT: ``perception_r1.train.sft.sft`` on the task's synthetic train data (rendered answers), batch
-    prompts_per_step for the same number of steps: the same number of samples and of optimizer updates;
+    prompts_per_step for the same number of steps: the same number of samples and of optimizer updates, at
+    the small-model fine-tuning rate (``--sft-lr``);
   * all three (base, SFT, RL) scored greedily on the same held-out samples (the trainer's held-out split).
-Everything runs in this process, one model at a time, on ``--threads`` torch threads.
+Each seed runs in its own process (``--jobs`` at a time), one model at a time, on ``--threads`` torch threads.
 
-    python benchmarks/paper_findings.py [--model DIR] [--seeds 0 1] [--steps 60] [--eval-samples 256]
+    python benchmarks/paper_findings.py [--model DIR] [--seeds 0 1] [--jobs 2] [--eval-samples 256]
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,18 +65,19 @@ def rl(args, task_name: str, seed: int, out: Path):
     overrides = {"task": task_name, "model": args.model, "seed": seed, "steps": args.steps, "eval_samples": 0,
                  "prompts_per_step": args.prompts_per_step, "threads": args.threads, "checkpoint_every": 0,
                  "out": str(out)}
+    overrides = {k: v for k, v in overrides.items() if v is not None}  # unset: as `run` resolves it
     config = cfg.resolve(None, overrides)
     trainer = Trainer(config, get_registry(), out, given=set(overrides))  # the rest: as `run` fills it
     trainer.run()
     return trainer.policy, config
 
 
-def sft(args, task, seed: int, lr: float):
+def sft(args, task, seed: int, steps: int, batch_size: int):
     from perception_r1.model.policy import Policy
     from perception_r1.train.sft import sft as fine_tune
 
     policy = Policy.load(args.model)
-    fine_tune(policy, [task], args.steps, batch_size=args.prompts_per_step, lr=lr, seed=seed)
+    fine_tune(policy, [task], steps, batch_size=batch_size, lr=args.sft_lr, seed=seed)
     return policy
 
 
@@ -99,8 +104,9 @@ def run_task(args, registry, name: str, work: Path, log) -> dict[str, Any]:
             row["base"] = score(base, task, samples, max_tokens)
             log(f"{name}: base {task.primary_metric} {row['base']:.4f}")
         row["rl"].append(score(policy, task, samples, max_tokens))
+        row["budget"] = f"{config['steps']} x {config['prompts_per_step']}"
         torch.set_num_threads(args.threads)
-        tuned = sft(args, task, seed, args.sft_lr or config["learning_rate"])
+        tuned = sft(args, task, seed, config["steps"], config["prompts_per_step"])
         row["sft"].append(score(tuned, task, samples, max_tokens))
         log(f"{name} seed {seed}: SFT {row['sft'][-1]:.4f}  RL {row['rl'][-1]:.4f}  ({time.perf_counter() - t0:.0f}s)")
         if name == "detection" and args.matching and SEQUENTIAL in registry.tasks:
@@ -128,12 +134,12 @@ def advantage(row: dict[str, Any]) -> list[float]:
 def findings_table(rows: list[dict[str, Any]]) -> str:
     from perception_r1.evaluate.perplexity import format_big
 
-    headers = ["task", "perplexity", "metric", "base", "SFT", "RL", "RL - SFT (% of range)"]
+    headers = ["task", "perplexity", "steps x prompts", "metric", "base", "SFT", "RL", "RL - SFT (% of range)"]
     body = []
     for row in sorted(rows, key=lambda r: r["perplexity"]["log10_mean"]):
         arrow = "" if row["higher_is_better"] else " (lower better)"
         gain = advantage(row)
-        body.append([row["task"], format_big(row["perplexity"]["log10_mean"]), row["metric"] + arrow,
+        body.append([row["task"], format_big(row["perplexity"]["log10_mean"]), row["budget"], row["metric"] + arrow,
                      f"{row['base']:.3f}", fmt(row["sft"]), fmt(row["rl"]),
                      f"{statistics.mean(gain):+.1f} ({' / '.join(f'{g:+.1f}' for g in gain)})"])
     return table(headers, body)
@@ -172,9 +178,9 @@ def matching_table(row: dict[str, Any]) -> tuple[str, str]:
 
 def report(args, rows: list[dict[str, Any]], seconds: float) -> str:
     lines = [f"Perception-R1 findings at tiny scale: model {args.model or 'embedded base'}, seeds "
-             f"{', '.join(map(str, args.seeds))}, {args.steps} steps x {args.prompts_per_step} prompts (RL: G "
-             f"rollouts each; SFT: {args.steps * args.prompts_per_step} samples in as many steps), "
-             f"{args.eval_samples} held-out samples, {seconds / 60:.1f} min on {machine()}", "",
+             f"{', '.join(map(str, args.seeds))}, per task the budget below (RL: G rollouts per prompt; SFT: as "
+             f"many samples in as many steps, lr {args.sft_lr:g}), {args.eval_samples} held-out samples, "
+             f"{seconds / 60:.1f} min wall ({args.jobs} seed processes at a time) on {machine()}", "",
              "Values: mean over seeds (each seed).", "", findings_table(rows), "", verdict(rows)]
     detection = next((r for r in rows if r["task"] == "detection" and r["sequential"]), None)
     if detection:
@@ -188,15 +194,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", help="base model directory (default: the embedded base)")
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: the four built-ins)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--steps", type=int, default=60, help="RL steps = SFT steps (default: run's 60)")
-    p.add_argument("--prompts-per-step", type=int, default=4, help="RL prompts per step = SFT batch size")
-    p.add_argument("--sft-lr", type=float, help="SFT learning rate (default: the RL learning rate run resolves)")
+    p.add_argument("--steps", type=int, help="RL steps = SFT steps (default: what `run --task T` resolves)")
+    p.add_argument("--prompts-per-step", type=int, help="RL prompts per step = SFT batch size (default: as run)")
+    p.add_argument("--sft-lr", type=float, default=1e-4,
+                   help="SFT learning rate (default: 1e-4, the framework's rate for fine-tuning a small model)")
+    p.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes (default: 2, one per core)")
     p.add_argument("--eval-samples", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-matching", dest="matching", action="store_false", help="skip (b), the matching ablation")
     p.add_argument("--json", help="also write the raw numbers (per task and seed) to this JSON file")
     p.add_argument("--work", help="directory for the run directories (default: a temporary one)")
     return p.parse_args(argv)
+
+
+def per_seed_processes(args, work: Path, log) -> list[dict[str, Any]]:
+    """Each seed in its own interpreter (``--jobs`` at a time, each on ``--threads``); their rows merged in seed
+    order. Children log to this terminal, prefixed by their seed."""
+    passed = ["--tasks", args.tasks, "--eval-samples", str(args.eval_samples), "--threads", str(args.threads),
+              "--sft-lr", repr(args.sft_lr), "--jobs", "1"]
+    for flag, value in (("--model", args.model), ("--steps", args.steps), ("--prompts-per-step", args.prompts_per_step)):
+        passed += [flag, str(value)] if value is not None else []
+    passed += [] if args.matching else ["--no-matching"]
+    pending, running, parts = list(args.seeds), [], {}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            seed = pending.pop(0)
+            parts[seed] = work / f"seed-{seed}.json"
+            cmd = [sys.executable, __file__, *passed, "--seeds", str(seed), "--json", str(parts[seed]),
+                   "--work", str(work / f"seed-{seed}")]
+            running.append((seed, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+        seed, proc = running.pop(0)
+        for line in proc.stdout:  # the oldest child's lines as they come; the others' wait in their pipe
+            if line.startswith("["):
+                log(f"seed {seed}: {line.split('] ', 1)[-1].rstrip()}")
+        if proc.wait() != 0:
+            raise SystemExit(f"seed {seed} failed (exit {proc.returncode}); rerun with --jobs 1 --seeds {seed} to see why")
+    merged: dict[str, dict[str, Any]] = {}
+    for seed in args.seeds:
+        for row in json.loads(parts[seed].read_text())["rows"]:
+            into = merged.setdefault(row["task"], {**row, "sft": [], "rl": [], "sequential": []})
+            for key in ("sft", "rl", "sequential"):
+                into[key] += row[key]
+    return list(merged.values())
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -214,7 +253,10 @@ def main(argv: list[str] | None = None) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
-        rows = [run_task(args, registry, name.strip(), work, log) for name in args.tasks.split(",") if name.strip()]
+        if args.jobs > 1 and len(args.seeds) > 1:
+            rows = per_seed_processes(args, work, log)
+        else:
+            rows = [run_task(args, registry, name.strip(), work, log) for name in args.tasks.split(",") if name.strip()]
     text = report(args, rows, time.perf_counter() - start)
     print("\n" + text)
     if args.json:

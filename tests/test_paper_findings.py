@@ -30,8 +30,10 @@ def test_paper_findings_runs_and_prints_the_table(small_model, tmp_path, monkeyp
     for row in rows.values():
         assert len(row["sft"]) == len(row["rl"]) == 2
     assert len(rows["detection"]["sequential"]) == 2 and rows["ocr"]["sequential"] == []
-    # each RL run is the trainer with the budget asked for, on the task named (sequential: its own task)
-    config = (tmp_path / "runs" / "detection-sequential-rl-1" / "config.yaml").read_text()
+    # each seed ran in its own process; each RL run is the trainer with the budget asked for, on the task
+    # named (sequential: its own task)
+    assert rows["ocr"]["budget"] == "2 x 2"
+    config = (tmp_path / "runs" / "seed-1" / "detection-sequential-rl-1" / "config.yaml").read_text()
     assert "task: detection-sequential" in config and "steps: 2" in config and "seed: 1" in config
 
 
