@@ -22,6 +22,9 @@ import jsonschema
 from perception_r1.registry.validation import COORD_SPACES as COORD_SPACES
 from perception_r1.registry.validation import contract_problems as contract_problems
 
+#: the spaces a model can answer boxes in (`--coords`): every coordinate space but "none", a text-only answer
+MODEL_COORD_SPACES = tuple(s for s in COORD_SPACES if s != "none")
+
 #: the keys of a sample and what each holds (the plugin reference is generated from this)
 SAMPLE_KEYS: dict[str, str] = {
     "id": "str, unique within a data set; synthetic samples get `<task>-<split>-<seed>-<index>`, which lets the "

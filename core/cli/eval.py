@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from perception_r1.contract import Task
+from perception_r1.contract import MODEL_COORD_SPACES, Task
 from perception_r1.display import metrics_table, print_table
 
 #: what `eval --out` writes; a directory already holding any of them is refused
@@ -62,7 +62,7 @@ def write_eval_dir(
 @click.command("eval")
 @click.option("--task", "task_name", required=True, help="Task to evaluate.")
 @click.option("--model", type=click.Path(), help="Model directory (default: the embedded tiny model).")
-@click.option("--coords", type=click.Choice(["norm1000", "norm1", "pixels", "resized"]),
+@click.option("--coords", type=click.Choice(MODEL_COORD_SPACES),
               help="Coordinate space the model answers in (default: its family's; for fine-tuned checkpoints).")
 @click.option("--data", type=click.Path(), help="Local data set (default: the task's synthetic held-out split).")
 @click.option("--split", default="val", show_default=True, help="Split of --data (val, test, testA, ...).")

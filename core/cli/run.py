@@ -9,13 +9,14 @@ from pathlib import Path
 
 import click
 
+from perception_r1.contract import MODEL_COORD_SPACES
 from perception_r1.errors import UserError
 
 
 @click.command("run")
 @click.option("--task", help="Task to train (several: a,b). Default: detection.")
 @click.option("--model", type=click.Path(), help="Local model directory (default: the embedded tiny model).")
-@click.option("--coords", type=click.Choice(["norm1000", "norm1", "pixels", "resized"]),
+@click.option("--coords", type=click.Choice(MODEL_COORD_SPACES),
               help="Coordinate space the model answers in (default: its family's; for fine-tuned checkpoints).")
 @click.option("--lora-rank", type=click.IntRange(min=1),
               help="Train LoRA adapters of this rank (peft) instead of all weights; vision tower frozen unless "

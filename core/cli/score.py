@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from perception_r1.contract import MODEL_COORD_SPACES
 from perception_r1.data.io import write_jsonl
 from perception_r1.display import metrics_table, print_table
 from perception_r1.errors import UserError
@@ -33,7 +34,7 @@ def check_out_file(out: str, source: str, force: bool) -> None:
 @click.command("score")
 @click.option("--task", "task_name", required=True, help="Task whose reward and evaluator to use.")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--coords", type=click.Choice(["pixels", "norm1000", "norm1", "resized"]),
+@click.option("--coords", type=click.Choice(MODEL_COORD_SPACES),
               help="Space the completions' coordinates are in (default: each record's 'coords', else the task's).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the records back with 'reward' and 'rewards'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")

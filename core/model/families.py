@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: coordinate spaces a model can answer in (see ``perception_r1.tasks.geometry``)
-COORD_SPACES = ("norm1000", "norm1", "pixels", "resized")
-
 
 @dataclass(frozen=True)
 class Family:
@@ -28,15 +25,14 @@ class Family:
                                         "connector")
 
 
-_QWEN_LM = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 FAMILIES = {
     f.model_type: f
     for f in (
         # Qwen2-VL answers boxes in 0-1000 of the image; Qwen2.5-VL in pixels of the image it was fed
-        Family("qwen2_vl", "norm1000", "Qwen2VLForConditionalGeneration", "qwen", True, "<|im_end|>", _QWEN_LM),
-        Family("qwen2_5_vl", "resized", "Qwen2_5_VLForConditionalGeneration", "qwen", True, "<|im_end|>", _QWEN_LM),
+        Family("qwen2_vl", "norm1000", "Qwen2VLForConditionalGeneration", "qwen", True, "<|im_end|>"),
+        Family("qwen2_5_vl", "resized", "Qwen2_5_VLForConditionalGeneration", "qwen", True, "<|im_end|>"),
         # Qwen3-VL went back to 0-1000 relative coordinates (its model card's grounding examples)
-        Family("qwen3_vl", "norm1000", "Qwen3VLForConditionalGeneration", "qwen", True, "<|im_end|>", _QWEN_LM),
+        Family("qwen3_vl", "norm1000", "Qwen3VLForConditionalGeneration", "qwen", True, "<|im_end|>"),
         # SmolVLM / Idefics3 and LLaVA-1.5 document no pixel format; LLaVA-1.5 was trained on [0, 1] boxes
         Family("idefics3", "norm1", "Idefics3ForConditionalGeneration", "Idefics3Processor", False,
                "<end_of_utterance>"),

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from PIL import Image
 
+from perception_r1.contract import MODEL_COORD_SPACES
 from perception_r1.errors import UserError
-from perception_r1.model.families import COORD_SPACES, FAMILIES, Family, family_of
+from perception_r1.model.families import FAMILIES, Family, family_of
 from perception_r1.model.processor import (
     PerceptionProcessor,
     load_stock_processor,
@@ -86,8 +87,8 @@ class Policy:
             raise UserError(f"model type '{model_type}' is not supported (supported: {', '.join(SUPPORTED)}, "
                             "or any AutoModelForImageTextToText)")
         self.family: Family = family
-        if coords is not None and coords not in COORD_SPACES:
-            raise UserError(f"--coords {coords}: not a coordinate space (one of {', '.join(COORD_SPACES)})")
+        if coords is not None and coords not in MODEL_COORD_SPACES:
+            raise UserError(f"--coords {coords}: not a coordinate space (one of {', '.join(MODEL_COORD_SPACES)})")
         self.coord_space = coords or family.coord_space
         self.fast = family.fast_paths if fast is None else fast and family.fast_paths
         self.eos_ids = self._eos_ids()
