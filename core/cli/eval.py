@@ -17,16 +17,14 @@ EVAL_FILES = ("predictions.jsonl", "metrics.json", "report.html")
 
 def check_eval_out(out: str | None) -> None:
     """``--out`` must not hold what `eval` writes: nothing that exists is overwritten."""
+    from perception_r1.data import io
     from perception_r1.errors import UserError
 
     if not out:
         return
     if clash := [f for f in EVAL_FILES if (Path(out) / f).exists()]:
         raise UserError(f"--out {out} already holds {', '.join(clash)}: give a new directory (nothing is overwritten)")
-    try:  # made now, so a parent that is a file fails before the model runs
-        Path(out).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot create it ({exc.strerror})") from exc
+    io.make_out_dir(out)
 
 
 def paper_columns(metrics: dict[str, float], paper: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from perception_r1.data import io
 from perception_r1.errors import UserError
 
 
@@ -20,14 +21,6 @@ def _resolve_tasks(spec: str) -> list:
     if not names:
         raise UserError("no task given (use --task NAME, NAME,NAME or all)")
     return [registry.task(n) for n in names]  # an unknown name: one line, naming the plugin filter if set
-
-
-def make_out_dir(out: str) -> None:
-    """Create ``--out`` before training, so a parent that is a file or not writable fails in the first second."""
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out}: cannot create it ({exc.strerror})") from exc
 
 
 @click.command("sft")
@@ -60,7 +53,7 @@ def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_
         out = f"runs/sft-{'+'.join(t.name for t in tasks)}-{time.strftime('%Y%m%d-%H%M%S')}"
     if model and Path(out).resolve() == Path(model).resolve():
         raise UserError(f"--out {out} is the --model directory: the input weights are never overwritten")
-    make_out_dir(out)
+    io.make_out_dir(out)
     if any(Path(out).iterdir()):
         raise UserError(f"--out {out} is not empty: give a new directory")
     policy = Policy.load(model)

@@ -13,6 +13,15 @@ from typing import Any
 from perception_r1.errors import UserError
 
 
+def make_out_dir(out: str | Path) -> None:
+    """Create the ``--out`` directory now, so a parent that is a file or not writable fails in the first second,
+    before any model runs."""
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot create it ({exc.strerror})") from exc
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for every non-blank line, in order; a bad line is a UserError naming file:line."""
     path = Path(path)

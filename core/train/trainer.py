@@ -69,6 +69,7 @@ def start_line(config: dict[str, Any], model: str, num_params: int, by_size: lis
 def read_results(path: Path) -> dict[str, Any]:
     """A resumed run's ``eval.json`` ({} when there is none yet); anything else there is a one-line error."""
     results = io.read_json_object(path) if path.exists() else {}
+
     def metrics_object(value: Any) -> bool:
         return isinstance(value, dict) and all(isinstance(v, int | float) for v in value.values())
 
@@ -279,10 +280,14 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             io.atomic_write_text(self.out / "config.yaml", dump_yaml(c))
         results = read_results(eval_path)
-        if "before" not in results:
-            results["before"] = self.evaluate("before")
+
+        def save_results() -> None:  # after each evaluation: a kill keeps every result so far
             if self.main:
                 io.atomic_write_text(eval_path, json.dumps(results, indent=2))
+
+        if "before" not in results:
+            results["before"] = self.evaluate("before")
+            save_results()
         names = ",".join(t.name for t in self.tasks)
         flat_steps = 0  # consecutive steps where every group's rollouts got equal rewards
         with progress() as bar:
@@ -306,14 +311,13 @@ class Trainer:
                         console.print(f"step {self.step}/{c['steps']}  {status}  {metrics['seconds']:.2f}s/step")
                 if c["eval_every"] and self.step % c["eval_every"] == 0 and self.step < c["steps"]:
                     results.setdefault("during", {})[str(self.step)] = self.evaluate(f"step-{self.step}", bar)
-                    if self.main:
-                        io.atomic_write_text(eval_path, json.dumps(results, indent=2))
+                    save_results()
                 every = c["checkpoint_every"]
                 if (every and self.step % every == 0) or self.step == c["steps"]:
                     self._save()
         results["after"] = self.evaluate("after")
+        save_results()
         if self.main:
-            io.atomic_write_text(eval_path, json.dumps(results, indent=2))
             if results["before"]:
                 print_table(metrics_table({"before": results["before"], "after": results["after"]},
                                           title=f"held-out {names} ({c['eval_samples']} samples)"))
