@@ -54,11 +54,22 @@ def _outline(shape: str, x: int, y: int, s: int) -> tuple[str, list]:
     raise ValueError(f"unknown shape '{shape}' (one of {', '.join(SHAPES)})")
 
 
-def _tight_box(shape: str, x: int, y: int, s: int, size: tuple[int, int]) -> list[float]:
+def _mask(shape: str, x: int, y: int, s: int, size: tuple[int, int]) -> Image.Image:
+    """An "L" image of ``size``: 1 on the pixels ``shape`` covers when drawn in the cell at (x, y) of side ``s``."""
     mask = Image.new("L", size, 0)
     kind, xy = _outline(shape, x, y, s)
-    getattr(ImageDraw.Draw(mask), kind)(xy, fill=255)
-    bbox = mask.getbbox()
+    getattr(ImageDraw.Draw(mask), kind)(xy, fill=1)
+    return mask
+
+
+def object_mask(obj: SceneObject, size: tuple[int, int]) -> Image.Image:
+    """The pixels a scene's object covers, drawn as the scene drew it (its tight box is the square cell)."""
+    x1, y1, x2, _ = (int(round(v)) for v in obj.box)
+    return _mask(obj.shape, x1, y1, x2 - x1, size)
+
+
+def _tight_box(shape: str, x: int, y: int, s: int, size: tuple[int, int]) -> list[float]:
+    bbox = _mask(shape, x, y, s, size).getbbox()
     assert bbox is not None  # s >= 1 always draws at least one pixel
     return [float(v) for v in bbox]
 

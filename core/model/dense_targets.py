@@ -16,10 +16,9 @@ import random
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
 
-from perception_r1.model.vision_warmup import LETTERS, letter_targets
-from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects
+from perception_r1.model.vision_warmup import LETTERS, letter_targets, vision_grids
+from perception_r1.tasks.scenes import COLORS, SHAPES, object_mask, place_objects
 from perception_r1.tasks.text_render import random_text, render_text
 
 KINDS = [(s, c) for s in SHAPES for c in COLORS]
@@ -36,19 +35,6 @@ SHAPE_OUT = _ABSBOX.stop
 MIN_COVER = 0.08
 
 
-def _object_mask(shape: str, box, size: tuple[int, int]) -> np.ndarray:
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
-    mask = Image.new("L", size, 0)
-    draw = ImageDraw.Draw(mask)
-    if shape == "circle":
-        draw.ellipse([x1, y1, x2 - 1, y2 - 1], fill=1)
-    elif shape == "square":
-        draw.rectangle([x1, y1, x2 - 1, y2 - 1], fill=1)
-    else:
-        draw.polygon([(x1, y2 - 1), (x2 - 1, y2 - 1), ((x1 + x2 - 1) / 2, y1)], fill=1)
-    return np.asarray(mask, dtype=np.float32)
-
-
 def shape_targets(scene, rows: int, cols: int) -> torch.Tensor:
     """(rows * cols, SHAPE_OUT + 1): dense per-token targets of a scene; the last column is the owner mask."""
     w, h = scene.image.size
@@ -56,7 +42,7 @@ def shape_targets(scene, rows: int, cols: int) -> torch.Tensor:
     t = torch.zeros(rows, cols, SHAPE_OUT + 1)
     cover = np.zeros((len(scene.objects), rows, cols), dtype=np.float32)
     for k, obj in enumerate(scene.objects):
-        m = _object_mask(obj.shape, obj.box, (w, h))
+        m = np.asarray(object_mask(obj, (w, h)), dtype=np.float32)
         cover[k] = m.reshape(rows, h // rows, cols, w // cols).mean(axis=(1, 3))
         x1, y1, x2, y2 = obj.box
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -93,18 +79,12 @@ def random_warmup_scene(rng: random.Random):
     return place_objects(rng, kinds, min_size=lo, max_size=hi)
 
 
-def _grids(policy, images):
-    inputs = policy.processor.image_processor(images=images, return_tensors="pt")
-    merge = policy.processor.image_processor.merge_size
-    return inputs, [(h // merge, w // merge) for _, h, w in inputs["image_grid_thw"].tolist()]
-
-
 def dense_batch(policy, rng: random.Random, n_scenes: int, n_texts: int):
     """Vision inputs for ``n_scenes`` scenes then ``n_texts`` words, with their per-token targets."""
     scenes = [random_warmup_scene(rng) for _ in range(n_scenes)]
     texts = [random_text(rng) for _ in range(n_texts)]
     images = [s.image for s in scenes] + [render_text(x) for x in texts]
-    inputs, grids = _grids(policy, images)
+    inputs, grids = vision_grids(policy, images)
     shape_t = [shape_targets(s, r, c) for s, (r, c) in zip(scenes, grids[:n_scenes], strict=True)]
     letter_t = [letter_targets(x, im.width, r, c) for x, im, (r, c) in
                 zip(texts, images[n_scenes:], grids[n_scenes:], strict=True)]

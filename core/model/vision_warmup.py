@@ -44,14 +44,19 @@ def letter_targets(text: str, image_width: int, rows: int, cols: int) -> torch.T
     return target.reshape(rows * cols, len(LETTERS))
 
 
+def vision_grids(policy, images) -> tuple[dict[str, torch.Tensor], list[tuple[int, int]]]:
+    """The vision inputs of ``images`` and each image's merged token grid (rows, cols)."""
+    inputs = policy.processor.image_processor(images=images, return_tensors="pt")
+    merge = policy.processor.image_processor.merge_size
+    return inputs, [(h // merge, w // merge) for _, h, w in inputs["image_grid_thw"].tolist()]
+
+
 def _batch(policy, rng: random.Random, n: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     texts = [random_text(rng) for _ in range(n)]
     images = [render_text(t) for t in texts]
-    inputs = policy.processor.image_processor(images=images, return_tensors="pt")
-    merge = policy.processor.image_processor.merge_size
-    targets = []
-    for text, image, (_, h, w) in zip(texts, images, inputs["image_grid_thw"].tolist(), strict=True):
-        targets.append(letter_targets(text, image.width, h // merge, w // merge))
+    inputs, grids = vision_grids(policy, images)
+    targets = [letter_targets(text, image.width, rows, cols)
+               for text, image, (rows, cols) in zip(texts, images, grids, strict=True)]
     return inputs, torch.cat(targets)
 
 
