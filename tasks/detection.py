@@ -258,7 +258,7 @@ def load_hf_objects(task: Task, path: str | Path, split: str, limit: int | None 
     """A `datasets` object-detection set in the transformers convention (cppe-5, COCO exports): ``image``,
     ``objects`` with ``bbox`` (COCO xywh pixels) and ``category`` (ClassLabel ids, or names); ``image_id``."""
     names = ["validation", "val"] if split == "val" else [split]
-    table, split_name = rows.dataset_table(path, names)
+    table, where = rows.dataset_table(path, names)
     classes = _class_names(table.features.get("objects"))
 
     def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -274,7 +274,6 @@ def load_hf_objects(task: Task, path: str | Path, split: str, limit: int | None 
             sample["id"] = str(row["image_id"])
         return [rows.finish(task, sample, rows.embedded_image(row["image"]))]
 
-    where = ((f"{path}[{split_name}]:row {n}", row) for n, row in enumerate(table, 1))
     return rows.collect(task, where, convert, limit)
 
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from perception_r1.contract import Task
 from perception_r1.data import limits
-from perception_r1.data.hf import dataset_rows, is_dataset_source, open_split
+from perception_r1.data.hf import dataset_rows, is_dataset_source, named_rows, open_split
 from perception_r1.data.io import read_jsonl
 from perception_r1.errors import UserError
 
@@ -178,10 +178,11 @@ def parquet_rows(files: list[Path]) -> Rows:
                 yield f"{file}:row {row}", item
 
 
-def dataset_table(source: str | Path, names: list[str]) -> tuple[Any, str]:
-    """A `datasets` source's first split of ``names`` as a ``datasets.Dataset`` (images undecoded) and the split's
-    name: for a loader that needs the features too (e.g. a ClassLabel's names)."""
-    return open_split(source, names)
+def dataset_table(source: str | Path, names: list[str]) -> tuple[Any, Rows]:
+    """A `datasets` source's first split of ``names`` as a ``datasets.Dataset`` (images undecoded) and its rows
+    (``source[split]:row n``): for a loader that needs the features too (e.g. a ClassLabel's names)."""
+    table, split = open_split(source, names)
+    return table, named_rows(table, source, split)
 
 
 def table_rows(root: Path, names: list[str]) -> Rows:

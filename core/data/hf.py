@@ -72,8 +72,13 @@ def open_split(source: str | Path, names: list[str]) -> tuple[Any, str]:
     return loaded, split
 
 
+def named_rows(table: Any, source: str | Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``source[split]:row n``, row) for every row of an opened split (1-based, as in a file)."""
+    for n, row in enumerate(table, 1):
+        yield f"{source}[{split}]:row {n}", row
+
+
 def dataset_rows(source: str | Path, names: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(``source[split]:row n``, row) for every row of the first split of ``names`` the source has."""
     table, split = open_split(source, names)
-    for n, row in enumerate(table, 1):
-        yield f"{source}[{split}]:row {n}", row
+    yield from named_rows(table, source, split)
