@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -207,26 +208,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def per_seed_processes(args, work: Path, log) -> list[dict[str, Any]]:
+def per_seed_processes(args, argv: list[str], work: Path, log) -> list[dict[str, Any]]:
     """Each seed in its own interpreter (``--jobs`` at a time, each on ``--threads``); their rows merged in seed
-    order. Children log to this terminal, prefixed by their seed."""
-    passed = ["--tasks", args.tasks, "--eval-samples", str(args.eval_samples), "--threads", str(args.threads),
-              "--sft-lr", repr(args.sft_lr), "--jobs", "1"]
-    for flag, value in (("--model", args.model), ("--steps", args.steps), ("--prompts-per-step", args.prompts_per_step)):
-        passed += [flag, str(value)] if value is not None else []
-    passed += [] if args.matching else ["--no-matching"]
+    order. A child gets this command's own arguments, then its seed, output and ``--jobs 1`` (argparse keeps the
+    last). Children log to this terminal, prefixed by their seed."""
+    def relay(seed: int, proc: subprocess.Popen) -> None:
+        """A child's progress lines as they come. Every child's pipe is drained by its own thread: a child
+        whose output waited for an older one could fill its pipe and block."""
+        for line in proc.stdout:
+            if line.startswith("["):
+                log(f"seed {seed}: {line.split('] ', 1)[-1].rstrip()}")
+
     pending, running, parts = list(args.seeds), [], {}
     while pending or running:
         while pending and len(running) < args.jobs:
             seed = pending.pop(0)
             parts[seed] = work / f"seed-{seed}.json"
-            cmd = [sys.executable, __file__, *passed, "--seeds", str(seed), "--json", str(parts[seed]),
+            cmd = [sys.executable, __file__, *argv, "--jobs", "1", "--seeds", str(seed), "--json", str(parts[seed]),
                    "--work", str(work / f"seed-{seed}")]
-            running.append((seed, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
-        seed, proc = running.pop(0)
-        for line in proc.stdout:  # the oldest child's lines as they come; the others' wait in their pipe
-            if line.startswith("["):
-                log(f"seed {seed}: {line.split('] ', 1)[-1].rstrip()}")
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            reader = threading.Thread(target=relay, args=(seed, proc), daemon=True)
+            reader.start()
+            running.append((seed, proc, reader))
+        seed, proc, reader = running.pop(0)
+        reader.join()
         if proc.wait() != 0:
             raise SystemExit(f"seed {seed} failed (exit {proc.returncode}); rerun with --jobs 1 --seeds {seed} to see why")
     merged: dict[str, dict[str, Any]] = {}
@@ -243,6 +248,7 @@ def main(argv: list[str] | None = None) -> str:
 
     from perception_r1.registry import get_registry
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     registry = get_registry()
@@ -254,7 +260,7 @@ def main(argv: list[str] | None = None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         if args.jobs > 1 and len(args.seeds) > 1:
-            rows = per_seed_processes(args, work, log)
+            rows = per_seed_processes(args, argv, work, log)
         else:
             rows = [run_task(args, registry, name.strip(), work, log) for name in args.tasks.split(",") if name.strip()]
     text = report(args, rows, time.perf_counter() - start)
