@@ -11,6 +11,7 @@ Besides the task itself, this module holds the small types a task hands back to 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,10 +19,8 @@ from typing import Any, ClassVar
 
 import jsonschema
 
-# The registry checks every task it is given without importing this module (it sits below it).
-from perception_r1.registry.validation import COORD_SPACES as COORD_SPACES
-from perception_r1.registry.validation import contract_problems as contract_problems
-
+#: the spaces a completion's numbers can be in
+COORD_SPACES = ("pixels", "norm1000", "norm1", "resized", "none")
 #: the spaces a model can answer boxes in (`--coords`): every coordinate space but "none", a text-only answer
 MODEL_COORD_SPACES = tuple(s for s in COORD_SPACES if s != "none")
 
@@ -56,6 +55,15 @@ TASK_ATTRIBUTES: dict[str, str] = {
     "tiny_run_defaults": "run-config keys a single-task `run` of a small model (the embedded base, under 100M "
                          "parameters) takes unless the user sets them: the RL settings under which this task improves",
 }
+
+
+class UserError(Exception):
+    """Bad input from the user (a file, a row, a flag, a config key). The message names what is wrong; the CLI
+    prints it as one line on stderr and exits with code 2 (``perception_r1.errors`` re-exports it)."""
+
+
+class RewardError(UserError):
+    """A reward (a task's own or a custom one) raised, or returned something that is not a finite number in range."""
 
 
 class ParseError(ValueError):
@@ -203,10 +211,6 @@ class Task:
         """The coordinate space of this sample's completion: its ``coords``, else the task's ``coord_space``."""
         return sample.get("coords") or self.coord_space
 
-    def batch_reward(self, completions: Sequence[str], samples: Sequence[Mapping[str, Any]], **_: Any) -> list[float]:
-        """The task's reward in the custom-reward shape ``fn(completions, samples) -> list[float]``."""
-        return [self.reward(c, s).total for c, s in zip(completions, samples, strict=True)]
-
     def validate_solution(self, solution: Any) -> None:
         """Raise ``jsonschema.ValidationError`` when ``solution`` breaks the task's schema."""
         jsonschema.validate(solution, self.solution_schema)
@@ -232,3 +236,82 @@ class Task:
     def __repr__(self) -> str:
         return f"<task {self.name}>"
 
+
+
+# -- checks the registry runs on every task it is given ------------------------------------------------
+#: what core calls on every registered task
+TASK_METHODS = ("parse", "reward", "evaluate", "render", "synthetic", "prompt")
+
+
+def _bad_name(name: Any) -> bool:
+    return not isinstance(name, str) or not name or any(c.isspace() or c in ":," for c in name)
+
+
+def _bad_range(lo_hi: Any) -> bool:
+    return not (
+        isinstance(lo_hi, tuple)
+        and len(lo_hi) == 2
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in lo_hi)
+        and lo_hi[0] < lo_hi[1]
+    )
+
+
+def _schema_problem(schema: Any) -> str | None:
+    try:
+        if not isinstance(schema, dict) or not schema:
+            raise jsonschema.SchemaError("missing")
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return exc.message
+    return None
+
+
+def contract_problems(task: object) -> list[str]:
+    """Static checks of a task object. Empty list = fine; otherwise one sentence per problem.
+
+    Duck-typed on purpose: a task is judged by what it has (a name, the contract's methods, a coordinate
+    space, a reward range, a valid JSON Schema, a prompt template, a primary metric), not by its class."""
+    name = getattr(task, "name", None)
+    if _bad_name(name):
+        return [f"task {task!r} needs a non-empty `name` without spaces, ':' or ','"]
+    problems = [f"task '{name}' has no `{m}` method" for m in TASK_METHODS if not callable(getattr(task, m, None))]
+    if getattr(task, "coord_space", None) not in COORD_SPACES:
+        problems.append(f"task '{name}': coord_space must be one of {', '.join(COORD_SPACES)}")
+    if _bad_range(getattr(task, "reward_range", None)):
+        problems.append(f"task '{name}': reward_range must be a finite (low, high) tuple with low < high")
+    schema_problem = _schema_problem(getattr(task, "solution_schema", None))
+    if schema_problem is not None:
+        problems.append(f"task '{name}': solution_schema is not a valid JSON Schema ({schema_problem})")
+    template = getattr(task, "prompt_template", None)
+    if not isinstance(template, str) or not template:
+        problems.append(f"task '{name}' needs a prompt_template")
+    if not getattr(task, "primary_metric", ""):
+        problems.append(f"task '{name}' needs a primary_metric")
+    return problems
+
+
+# -- the guarded reward call: the one path from a task's reward to the trainer, evaluation and `score` ----
+def describe_exception(exc: BaseException) -> str:
+    """``TypeName: message`` on one line, cut to 200 characters (foreign code's errors in our messages)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
+
+
+def task_reward(task: Task, completion: str, sample: Mapping[str, Any]) -> RewardResult:
+    """``task.reward`` where a task bug (it raised, or gave a non-finite or out-of-range total) is one line
+    naming the task and the sample, never a traceback that ends a training run."""
+    where = f"task '{task.name}' reward on sample {str(sample.get('id', '?'))[:100]!r}"
+    try:
+        result = task.reward(completion, sample)
+        total = float(result.total)
+    except Exception as exc:
+        raise RewardError(f"{where} raised {describe_exception(exc)}") from exc
+    lo, hi = task.reward_range
+    if not (math.isfinite(total) and lo - 1e-6 <= total <= hi + 1e-6):
+        raise RewardError(f"{where} returned {total!r}, outside its reward_range [{lo:g}, {hi:g}]")
+    return result
+
+
+def task_rewards(task: Task, completions: Sequence[str], samples: Sequence[Mapping[str, Any]]) -> list[RewardResult]:
+    """:func:`task_reward` of each (completion, sample) pair: the batch interface every caller uses."""
+    return [task_reward(task, c, s) for c, s in zip(completions, samples, strict=True)]

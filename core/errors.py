@@ -1,5 +1,7 @@
-"""Errors a user can fix: the CLI prints them as one line on stderr and exits with code 2."""
+"""Errors a user can fix: the CLI prints them as one line on stderr and exits with code 2.
 
+``UserError`` is defined with the contract (the bottom layer, which raises it); this is its public home."""
 
-class UserError(Exception):
-    """Bad input from the user (a file, a row, a flag, a config key). The message names what is wrong."""
+from perception_r1.contract import RewardError, UserError
+
+__all__ = ["RewardError", "UserError"]

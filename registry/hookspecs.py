@@ -7,9 +7,11 @@ in the ``perception_r1`` entry-point group of its distribution.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import pluggy
+
+from perception_r1.contract import Task
 
 PROJECT = "perception_r1"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -21,7 +23,7 @@ RewardFn = Callable[..., list[float | None]]
 
 
 class TaskRegister(Protocol):
-    def __call__(self, task: Any) -> None:
+    def __call__(self, task: Task) -> None:
         """Register one task: a :class:`perception_r1.Task` (checked against the contract at once)."""
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pluggy
 
+from perception_r1.contract import Task, contract_problems
+
 from . import hookspecs
 from .hookspecs import RewardFn
 from .info import (
@@ -28,7 +30,6 @@ from .info import (
     dist_name,
     installed_entry_points,
 )
-from .validation import contract_problems
 
 
 class Registry:
@@ -38,7 +39,7 @@ class Registry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
-        self.tasks: dict[str, Any] = {}
+        self.tasks: dict[str, Task] = {}
         self.rewards: dict[str, RewardFn] = {}
         self._owner: dict[str, str] = {}
         self.allow = AllowList()  # the allow-list the entry points were loaded with, and what it hid
@@ -85,7 +86,7 @@ class Registry:
         except Exception as exc:
             raise PluginError(f"plugin '{info.name}' raised in {hook}: {type(exc).__name__}: {exc}") from exc
 
-    def _add_task(self, info: PluginInfo, task: Any) -> None:
+    def _add_task(self, info: PluginInfo, task: Task) -> None:
         if problems := contract_problems(task):
             raise PluginError(f"plugin '{info.name}' registered a task that breaks the contract: {problems[0]}")
         self._claim(info, task.name, "task")
@@ -108,19 +109,18 @@ class Registry:
         self._owner[name] = info.name
 
     # -- lookup --------------------------------------------------------------------------------
-    def task(self, name: str) -> Any:
+    def task(self, name: str) -> Task:
         if name not in self.tasks:
             known = ", ".join(sorted(self.tasks)) or "none"
             raise PluginError(f"unknown task '{name}' (installed tasks: {known}){self.allow.hint()}")
         return self.tasks[name]
 
     def reward(self, name: str) -> RewardFn:
-        """A batch reward function by name: a registered reward, or a task's own reward."""
+        """A registered (custom) reward by name. A task's own reward is reached through the task
+        (``perception_r1.contract.task_rewards``), which guards it."""
         if name in self.rewards:
             return self.rewards[name]
-        if name in self.tasks:
-            return self.tasks[name].batch_reward
-        known = ", ".join(sorted([*self.rewards, *self.tasks])) or "none"
+        known = ", ".join(sorted(self.rewards)) or "none"
         raise PluginError(f"unknown reward '{name}' (known rewards: {known}){self.allow.hint()}")
 
 

@@ -19,7 +19,7 @@ import click
 METHOD_GROUPS = (
     ("Implement", ("parse", "reward", "evaluate", "render", "synthetic")),
     ("Optional (each has a default)", ("load", "draw_solution", "draw_answer", "caption", "objects")),
-    ("Provided", ("prompt", "space", "batch_reward", "validate_solution")),
+    ("Provided", ("prompt", "space", "validate_solution")),
 )
 #: the helper modules a plugin may import besides ``perception_r1`` itself
 HELPERS = ("answers", "geometry", "matching", "rows", "text_metrics", "scenes", "text_render")

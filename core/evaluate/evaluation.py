@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from perception_r1.contract import Task
+from perception_r1.contract import Task, task_reward
 from perception_r1.data.prepare import prepare_sample
-from perception_r1.evaluate.scoring import task_metrics, task_reward
+from perception_r1.evaluate.scoring import task_metrics
 
 #: sample keys that go into a saved record (the image itself does not; `score` re-scores from these)
 RECORD_KEYS = (

@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from perception_r1.contract import COORD_SPACES, RewardResult, Task
+from perception_r1.contract import COORD_SPACES, RewardError, Task, describe_exception, task_rewards
 from perception_r1.data import limits
 from perception_r1.data.io import read_jsonl
 from perception_r1.errors import UserError
 
 REQUIRED = ("completion", "image_size", "solution")
-
-
-class RewardError(UserError):
-    """A reward (a task's own or a custom one) raised, or returned something that is not a finite number in range."""
-
-
-def describe_exception(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"
-
-
-def task_reward(task: Task, completion: str, sample: Any) -> RewardResult:
-    """``task.reward`` where a task bug (it raised, or gave a non-finite or out-of-range total) is one line
-    naming the task and the sample, never a traceback that ends a training run."""
-    where = f"task '{task.name}' reward on sample {str(sample.get('id', '?'))[:100]!r}"
-    try:
-        result = task.reward(completion, sample)
-        total = float(result.total)
-    except Exception as exc:
-        raise RewardError(f"{where} raised {describe_exception(exc)}") from exc
-    lo, hi = task.reward_range
-    if not (math.isfinite(total) and lo - 1e-6 <= total <= hi + 1e-6):
-        raise RewardError(f"{where} returned {total!r}, outside its reward_range [{lo:g}, {hi:g}]")
-    return result
 
 
 def task_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, float]:
@@ -104,8 +79,6 @@ def score_file(path: str | Path, task: Task, coords: str | None = None) -> tuple
 def score_records(task: Task, records: list[dict[str, Any]],
                   metrics: bool = True) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Each record gets ``reward`` (total) and ``rewards`` (components); returns them and the task's metrics."""
-    scored = []
-    for record in records:
-        result = task_reward(task, record["completion"], record)
-        scored.append({**record, "reward": result.total, "rewards": result.components})
+    results = task_rewards(task, [r["completion"] for r in records], records)
+    scored = [{**r, "reward": res.total, "rewards": res.components} for r, res in zip(records, results, strict=True)]
     return scored, task_metrics(task, records) if metrics else {}

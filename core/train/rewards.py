@@ -12,9 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from perception_r1.contract import Task
-from perception_r1.errors import UserError
-from perception_r1.evaluate.scoring import RewardError, describe_exception, task_reward
+from perception_r1.contract import RewardError, Task, UserError, describe_exception, task_rewards
 
 __all__ = ["RewardError", "WeightedReward", "build_rewards", "component_means", "describe", "parse_reward_flags",
            "score"]
@@ -83,10 +81,9 @@ def score(
     for reward in rewards:
         if reward.task is not None:
             values: list[float | None] = [None] * n
-            for i, (completion, sample) in enumerate(zip(completions, samples, strict=True)):
-                if sample.get("task", reward.task.name) != reward.task.name:
-                    continue
-                result = task_reward(reward.task, completion, sample)
+            mine = [i for i, sample in enumerate(samples) if sample.get("task", reward.task.name) == reward.task.name]
+            results = task_rewards(reward.task, [completions[i] for i in mine], [samples[i] for i in mine])
+            for i, result in zip(mine, results, strict=True):
                 values[i] = result.total
                 if answers is not None and result.answer is not None:
                     answers[i] = result.answer
