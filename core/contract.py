@@ -52,6 +52,7 @@ TASK_ATTRIBUTES: dict[str, str] = {
     "best_metric_value": "the primary metric for perfect predictions (1.0 accuracy, 0.0 edit distance)",
     "default_query": "query fields used when a sample lacks them",
     "paper_benchmarks": "benchmark name -> `PaperBenchmark`: the paper's numbers shown beside `eval` results",
+    "is_default": "`run` with no `--task` trains this task (the built-ins mark one; the registry picks it)",
     "tiny_run_defaults": "run-config keys a single-task `run` of a small model (the embedded base, under 100M "
                          "parameters) takes unless the user sets them: the RL settings under which this task improves",
 }
@@ -165,6 +166,8 @@ class Task:
     default_query: ClassVar[dict[str, str]] = {}
     #: the paper's numbers for the benchmarks this task reads (see :class:`PaperBenchmark`)
     paper_benchmarks: ClassVar[Mapping[str, PaperBenchmark]] = {}
+    #: `run` with no --task trains the task that says so (see Registry.default_task)
+    is_default: ClassVar[bool] = False
     #: run-config keys for single-task runs of a small model, unless set by the user (see TASK_ATTRIBUTES)
     tiny_run_defaults: ClassVar[Mapping[str, Any]] = {}
 

@@ -3,7 +3,7 @@
 Built-in tasks are entry points of this package's own distribution, loaded exactly like a
 third party's. ``PERCEPTION_R1_PLUGINS=a,b`` limits third-party plugins to those entry-point
 (or distribution) names; set but empty, only the built-ins load; a name that matches no
-installed plugin gives a :class:`PluginWarning`.
+installed plugin gives a :class:`info.PluginWarning`.
 """
 
 from __future__ import annotations
@@ -16,20 +16,9 @@ import pluggy
 
 from perception_r1.contract import Task, contract_problems
 
-from . import hookspecs
+from . import hookspecs, info
 from .hookspecs import RewardFn
-from .info import (
-    BUILTIN_DIST,
-    ENV_ALLOW,
-    AllowList,
-    PluginError,
-    PluginInfo,
-    PluginWarning,
-    allow_list_from_env,
-    check_foreign_module,
-    dist_name,
-    installed_entry_points,
-)
+from .info import PluginError, PluginInfo
 
 
 class Registry:
@@ -42,23 +31,23 @@ class Registry:
         self.tasks: dict[str, Task] = {}
         self.rewards: dict[str, RewardFn] = {}
         self._owner: dict[str, str] = {}
-        self.allow = AllowList()  # the allow-list the entry points were loaded with, and what it hid
+        self.allow = info.AllowList()  # the allow-list the entry points were loaded with, and what it hid
 
     # -- loading -------------------------------------------------------------------------------
     def load_entry_points(self, allow: set[str] | None = None) -> None:
-        entry_points = installed_entry_points(hookspecs.PROJECT)
-        self.allow = AllowList(allow)
+        entry_points = info.installed_entry_points(hookspecs.PROJECT)
+        self.allow = info.AllowList(allow)
         if line := self.allow.unmatched(entry_points):
-            warnings.warn(PluginWarning(line), stacklevel=2)
+            warnings.warn(info.PluginWarning(line), stacklevel=2)
         for ep in filter(self.allow.admits, entry_points):
-            dist = dist_name(ep)
+            dist = info.dist_name(ep)
             try:
                 module = ep.load()
             except (Exception, SystemExit) as exc:  # any import failure of foreign code (sys.exit too) is one line
                 raise PluginError(f"plugin '{ep.name}' ({dist}) failed to import: {type(exc).__name__}: {exc}"
-                                  f" (exclude it with {ENV_ALLOW}=...)".replace("\n", " ")) from exc
-            check_foreign_module(module, ep, dist)
-            self.add_plugin(module, ep.name, dist, ep.dist.version if ep.dist else "?", dist == BUILTIN_DIST)
+                                  f" (exclude it with {info.ENV_ALLOW}=...)".replace("\n", " ")) from exc
+            info.check_foreign_module(module, ep, dist)
+            self.add_plugin(module, ep.name, dist, ep.dist.version if ep.dist else "?", dist == info.BUILTIN_DIST)
 
     def add_plugin(
         self, plugin: object, name: str, distribution: str = "<in-process>", version: str = "0", builtin: bool = False
@@ -115,6 +104,14 @@ class Registry:
             raise PluginError(f"unknown task '{name}' (installed tasks: {known}){self.allow.hint()}")
         return self.tasks[name]
 
+    def default_task(self) -> str:
+        """`run`'s task when none is named: one marked ``is_default`` (built-ins first), else the first by name."""
+        builtin = {name: self.plugins[owner].builtin for name, owner in self._owner.items()}
+        ranked = sorted(self.tasks, key=lambda n: (not self.tasks[n].is_default, not builtin[n], n))
+        if not ranked:
+            raise PluginError(f"no task is installed{self.allow.hint()}")
+        return ranked[0]
+
     def reward(self, name: str) -> RewardFn:
         """A registered (custom) reward by name. A task's own reward is reached through the task
         (``perception_r1.contract.task_rewards``), which guards it."""
@@ -127,7 +124,7 @@ class Registry:
 def load_registry() -> Registry:
     """A new registry holding every installed plugin that ``PERCEPTION_R1_PLUGINS`` admits."""
     registry = Registry()
-    registry.load_entry_points(allow_list_from_env())
+    registry.load_entry_points(info.allow_list_from_env())
     return registry
 
 

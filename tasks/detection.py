@@ -295,6 +295,7 @@ class DetectionTask(Task):
         },
     }
     primary_metric = "AP"
+    is_default = True  # the README's main command: the highest perceptual perplexity of the four
     higher_is_better = True
     best_metric_value = 100.0
     paper_benchmarks = PAPER_BENCHMARKS

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from perception_r1.model import dense_targets as dt
+from perception_r1.recipe import dense_targets as dt
 from perception_r1.tasks.scenes import COLORS, Scene, SceneObject
 
 
@@ -46,7 +46,7 @@ def test_warmup_scenes_vary_in_count_and_size():
 
 @pytest.mark.slow
 def test_build_command_runs_every_stage_and_records_it(tmp_path, monkeypatch):
-    from perception_r1.model import base_build
+    from perception_r1.recipe import base_build
     from perception_r1.model.policy import Policy
 
     monkeypatch.setenv("PERCEPTION_R1_PLUGINS", "")

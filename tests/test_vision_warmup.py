@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from perception_r1.model.vision_warmup import LETTERS, letter_targets, warm_up
+from perception_r1.recipe.vision_warmup import LETTERS, letter_targets, warm_up
 from perception_r1.tasks.text_render import char_spans, render_text
 
 

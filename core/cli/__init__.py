@@ -43,10 +43,11 @@ def tasks(schema_of: str | None) -> None:
         return
     table = Table("task", "plugin", "coords", "reward range", "metric", "description")
     owners = {t: p.name for p in registry.plugins.values() for t in p.tasks}
+    default = registry.default_task()
     for name in sorted(registry.tasks):
         task = registry.tasks[name]
         lo, hi = task.reward_range
-        cells = (name, owners[name], task.coord_space, f"[{lo:g}, {hi:g}]", task.primary_metric, task.description)
+        cells = (f"{name} (default)" if name == default else name, owners[name], task.coord_space, f"[{lo:g}, {hi:g}]", task.primary_metric, task.description)
         table.add_row(*(escape(str(cell)) for cell in cells))  # plugin text, never rich markup
     Console(width=max(120, Console().width)).print(table)
 

@@ -14,7 +14,7 @@ from perception_r1.errors import UserError
 
 
 @click.command("run")
-@click.option("--task", help="Task to train (several: a,b). Default: detection.")
+@click.option("--task", help="Task to train (several: a,b). Default: the installed task marked as default (`perception-r1 tasks`).")
 @click.option("--model", type=click.Path(), help="Local model directory (default: the embedded tiny model).")
 @click.option("--coords", type=click.Choice(MODEL_COORD_SPACES),
               help="Coordinate space the model answers in (default: its family's; for fine-tuned checkpoints).")
@@ -40,7 +40,7 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
             resume_dir) -> None:
     """Train with GRPO and rule-based rewards; evaluate on a held-out split before and after.
 
-    With no options: the embedded tiny Qwen2-VL-architecture model on synthetic detection data, with the
+    With no options: the embedded tiny Qwen2-VL-architecture model on the default task's synthetic data, with the
     task's settings for it (a few minutes on a CPU).
     """
     from perception_r1.registry import get_registry

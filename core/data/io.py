@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from perception_r1.errors import UserError
 
 
@@ -128,3 +130,22 @@ def write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
 def append_jsonl(path: str | Path, row: Any) -> None:
     with Path(path).open("a", encoding="utf-8") as handle:
         handle.write(dumps(row) + "\n")
+
+
+#: a run config is a few dozen keys: a file larger than this is not one (read before parsing)
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases (``*name``): a 322-byte file of chained aliases expands to gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a run config",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` without aliases (bounded memory whatever the text)."""
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass

@@ -375,22 +375,18 @@ def _task_sections(task: Task, records: list[dict[str, Any]], records_name: str,
 
 def _config_text(path: Path) -> str:
     """``config.yaml`` as text for the page; a file too large to be a run config is left out."""
-    from perception_r1.train.config import MAX_CONFIG_BYTES
-
     if not path.is_file():
         return ""
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        return f"({path.name} is larger than {MAX_CONFIG_BYTES:,} bytes: not shown)"
+    if path.stat().st_size > pio.MAX_CONFIG_BYTES:
+        return f"({path.name} is larger than {pio.MAX_CONFIG_BYTES:,} bytes: not shown)"
     return path.read_text(encoding="utf-8", errors="replace")
 
 
 def _image_roots(root: Path, config_text: str, summary: Mapping[str, Any]) -> list[Path]:
     """Where the gallery may read ``image_path`` files: the run directory and the data directory it used."""
-    from perception_r1.train.config import load_yaml
-
     roots = [root]
     try:
-        config = load_yaml(config_text) if config_text else {}
+        config = pio.load_yaml(config_text) if config_text else {}
     except Exception:  # noqa: BLE001 - a config that does not parse just names no data directory
         config = {}
     for data in ((config or {}).get("data") if isinstance(config, dict) else None, summary.get("data_dir")):

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from perception_r1.data.io import MAX_CONFIG_BYTES, load_yaml
 from perception_r1.errors import UserError
 
 # Paper defaults where the paper gives one (G=8, beta=0.04, clip 0.2, temperature 1.0); sizes scaled so the
@@ -108,25 +109,6 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-#: a run config is a few dozen keys: a file larger than this is not one (read before parsing)
-MAX_CONFIG_BYTES = 1_000_000
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without aliases (``*name``): a 322-byte file of chained aliases expands to gigabytes."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.events.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a run config",
-                                              self.peek_event().start_mark)
-        return super().compose_node(parent, index)
-
-
-def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` without aliases (bounded memory whatever the text)."""
-    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
-
-
 def _schema() -> dict[str, Any]:
     text = resources.files("perception_r1.registry").joinpath("schemas/run_config.schema.json").read_text()
     return json.loads(text)
@@ -178,7 +160,9 @@ def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = N
         config.update(from_file)
     config.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if config["task"] is None:
-        config["task"] = _schema()["properties"]["task"]["default"]
+        from perception_r1.registry import get_registry
+
+        config["task"] = get_registry().default_task()
     validate(config)
     return config  # learning_rate / max_new_tokens may stay null: fill_model_defaults, once the model is known
 

@@ -7,7 +7,7 @@ covers, through a linear head that is thrown away afterwards. Only the vision to
 train; the language model is not touched. Afterwards ``perception-r1 sft`` teaches the language model to
 use what the tower now sees.
 
-    python -m perception_r1.model.vision_warmup MODEL_DIR OUT_DIR --steps 1000
+    python -m perception_r1.recipe.vision_warmup MODEL_DIR OUT_DIR --steps 1000
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ small auxiliary loss during SFT so the image path keeps its signal:
 4. refine: a second warm-up with fresh heads, then SFT at half the learning rate, ``emphasize``d tasks
    drawn twice as often (the embedded base: grounding, whose absolute x the tiny model finds hardest).
 
-    PERCEPTION_R1_PLUGINS= python -m perception_r1.model.base_build OUT --tasks counting,detection,grounding,ocr \
+    PERCEPTION_R1_PLUGINS= python -m perception_r1.recipe.base_build OUT --tasks counting,detection,grounding,ocr \
         --emphasize grounding
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import click
 import torch
 
-from perception_r1.model.dense_targets import DenseHeads, dense_loss
+from perception_r1.recipe.dense_targets import DenseHeads, dense_loss
 from perception_r1.train.optim import fit, warmup_cosine
 
 #: a stage's log: (stage, step, {loss part: value})

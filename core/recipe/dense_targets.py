@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from perception_r1.model.vision_warmup import LETTERS, letter_targets, vision_grids
+from perception_r1.recipe.vision_warmup import LETTERS, letter_targets, vision_grids
 from perception_r1.tasks.scenes import COLORS, SHAPES, object_mask, place_objects
 from perception_r1.tasks.text_render import random_text, render_text
 
