@@ -46,8 +46,8 @@ def test_warmup_scenes_vary_in_count_and_size():
 
 @pytest.mark.slow
 def test_build_command_runs_every_stage_and_records_it(tmp_path, monkeypatch):
-    from perception_r1.recipe import base_build
     from perception_r1.model.policy import Policy
+    from perception_r1.recipe import base_build
 
     monkeypatch.setenv("PERCEPTION_R1_PLUGINS", "")
     out = tmp_path / "base"
