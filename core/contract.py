@@ -155,10 +155,10 @@ class Task:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    prompt_template: ClassVar[str] = ""
+    prompt_template: str = ""  # a class default; a task built with another template sets its own
     coord_space: ClassVar[str] = "none"
     solution_schema: ClassVar[dict[str, Any]] = {}
-    reward_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    reward_range: tuple[float, float] = (0.0, 1.0)  # a task configured with other weights sets its own
     primary_metric: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
     #: the primary metric's value for perfect predictions (1.0 accuracy, 0.0 edit distance, ...)

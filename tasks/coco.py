@@ -20,6 +20,7 @@ import contextlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -81,13 +82,14 @@ def coco_ap(ground_truth: Sequence[ImageBoxes], predictions: Sequence[ImageBoxes
         raise ValueError("COCO AP is undefined: the records hold no ground-truth box")
     cat_id = {name: i + 1 for i, name in enumerate(names)}
 
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, image in enumerate(ground_truth, start=1):
         w, h = image.image_size
         images.append({"id": image_id, "width": float(w), "height": float(h)})
         for box, label in zip(xyxy_to_xywh(image.boxes), image.labels, strict=True):
             annotations.append(_annotation(len(annotations) + 1, image_id, cat_id[label], box))
-    detections = []
+    detections: list[dict[str, Any]] = []
     for image_id, image in enumerate(predictions, start=1):
         for box, label in zip(xyxy_to_xywh(image.boxes), image.labels, strict=True):
             if label in cat_id:

@@ -66,10 +66,10 @@ def _too_many() -> ParseError:
     return ParseError(f"more than {MAX_ITEMS} items")
 
 
-def _scan(text: str, pos: int, item: re.Pattern[str]) -> tuple[list[tuple[str | None, ...]], list[str]]:
+def _scan(text: str, pos: int, item: re.Pattern[str]) -> tuple[list[tuple[Any, ...]], list[str]]:
     """Items matched back to back from ``pos`` with at most one separator between them; their
     groups and the separators. Stops at MAX_ITEMS + 1 so the work is capped."""
-    items: list[tuple[str | None, ...]] = []
+    items: list[tuple[Any, ...]] = []  # a match's groups: str, or None where an optional group did not take part
     seps: list[str] = []
     end = len(text) - 1 if text.endswith(".") else len(text)
     while pos < end:
@@ -127,7 +127,7 @@ def parse_centres(text: str) -> np.ndarray:
     flat = answers.compact(body)
     if _NONE.fullmatch(flat):
         return np.zeros((0, 2))
-    start = _PREFIX.match(flat).end()  # REF can match the empty string: never None
+    start = _PREFIX.match(flat).end()  # type: ignore[union-attr]  # REF can match the empty string: never None
     if flat.startswith("<|box_start|>", start):
         groups, _ = _scan(flat, start, _GROUP)
         boxes = [tuple(float(v) for v in g) for g in groups if g[2] is not None]

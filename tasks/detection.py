@@ -205,11 +205,11 @@ def coco_files(root: Path, split: str) -> tuple[Path, Path]:
     raise UserError(f"{root}: no annotations/instances_{name}.json (COCO 2017 layout)")
 
 
-def _coco_index(data: Any, ann_path: Path) -> tuple[dict[Any, str], dict[Any, list[tuple[int, Any]]]]:
+def _coco_index(data: Any, ann_path: Path) -> tuple[dict[Any, Any], dict[Any, list[tuple[int, Any]]]]:
     """(category id -> name, image id -> [(1-based annotation index, annotation)]) of a COCO instances file."""
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise UserError(f"{ann_path}: not a COCO instances file (no 'images' list)")
-    categories = {c.get("id"): c.get("name") for c in data.get("categories", []) if isinstance(c, dict)}
+    categories: dict[Any, Any] = {c.get("id"): c.get("name") for c in data.get("categories", []) if isinstance(c, dict)}
     by_image: dict[Any, list[tuple[int, Any]]] = {}
     for i, ann in enumerate(data.get("annotations", []), 1):
         image_id = ann.get("image_id") if isinstance(ann, dict) else None
@@ -269,7 +269,7 @@ def load_hf_objects(task: Task, path: str | Path, split: str, limit: int | None 
             raise rows.BadRow("objects: as many categories as boxes needed")
         labels = [classes[c] if classes and isinstance(c, int) else str(c) for c in objects["category"]]
         boxes = [rows.xywh_box(b, f"objects bbox {i + 1}") for i, b in enumerate(objects["bbox"])]
-        sample = {"query": {}, "solution": {"boxes": boxes, "labels": labels}}
+        sample: dict[str, Any] = {"query": {}, "solution": {"boxes": boxes, "labels": labels}}
         if row.get("image_id") is not None:
             sample["id"] = str(row["image_id"])
         return [rows.finish(task, sample, rows.embedded_image(row["image"]))]
@@ -342,9 +342,10 @@ class DetectionTask(Task):
             iou_threshold=self.iou_threshold,
             matching=self.matching,
         )
-        components = {"format": 1.0, **reward_components(stats)}
+        parts = {"format": 1.0, **reward_components(stats)}
         weights = asdict(self.weights)
-        total = sum(weights[key] * value for key, value in components.items())
+        total = sum(weights[key] * value for key, value in parts.items())
+        components: dict[str, float | None] = dict(parts)
         return RewardResult(total, components, answer=answer)
 
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:

@@ -73,6 +73,6 @@ def assign(cost: object, how: str = "hungarian") -> tuple[np.ndarray, np.ndarray
     if how == "hungarian":
         return minimize(cost)
     if how == "sequential":
-        shape = np.shape(cost)
+        shape = np.shape(np.asarray(cost))
         return sequential(*shape) if len(shape) == 2 else _empty()
     raise ValueError(f"unknown matching {how!r} (one of: {', '.join(MATCHINGS)})")

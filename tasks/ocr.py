@@ -19,7 +19,6 @@ typo scores 0.933; the answer repeated twice 0.484; the alphabet 0.154; the answ
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -100,7 +99,8 @@ class OCRTask(Task):
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         if not records:
             return {}
-        sums = Counter[str]()
+        keys = ("edit_distance", "f1", "precision", "recall", "bleu", "meteor")
+        sums = dict.fromkeys(keys, 0.0)
         for record in records:
             gt = collapse_whitespace(record["solution"]["text"])[:MAX_TRUTH_CHARS]
             try:
@@ -114,7 +114,6 @@ class OCRTask(Task):
             sums["f1"] += f1
             sums["bleu"] += sentence_bleu(pred, gt)
             sums["meteor"] += meteor(pred, gt)
-        keys = ("edit_distance", "f1", "precision", "recall", "bleu", "meteor")
         return {key: sums[key] / len(records) for key in keys}
 
     def render(self, sample: Mapping[str, Any]) -> str:

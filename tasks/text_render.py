@@ -28,7 +28,7 @@ def random_text(rng: random.Random, max_words: int = 2) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, max_words)))
 
 
-def _fitting_font(draw: ImageDraw.ImageDraw, text: str, size: tuple[int, int]) -> ImageFont.FreeTypeFont:
+def _fitting_font(draw: ImageDraw.ImageDraw, text: str, size: tuple[int, int]) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """The largest default-font size (at most 80% of the image height) at which ``text`` fits."""
     w, h = size
     points = max(8, int(h * 0.8))
@@ -40,7 +40,7 @@ def _fitting_font(draw: ImageDraw.ImageDraw, text: str, size: tuple[int, int]) -
         points -= 2
 
 
-def _layout(draw: ImageDraw.ImageDraw, text: str, size: tuple[int, int]) -> tuple[ImageFont.FreeTypeFont, float, float]:
+def _layout(draw: ImageDraw.ImageDraw, text: str, size: tuple[int, int]) -> tuple[ImageFont.FreeTypeFont | ImageFont.ImageFont, float, float]:
     """Font and origin that centre ``text`` in an image of ``size``."""
     font = _fitting_font(draw, text, size)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)

@@ -33,6 +33,8 @@ from typing import Any
 
 from PIL import Image
 
+from perception_r1.contract import Task
+
 MAX_IMAGE_SIDE = 100_000
 MAX_NUMBER = 1e9
 MAX_IMAGE_PIXELS = 50_000_000  # ~7000 x 7000: 150 MB as RGB
@@ -95,11 +97,11 @@ def decode_capped(image: Image.Image) -> Image.Image:
         scale = math.sqrt(MAX_KEPT_PIXELS / pixels)
         target = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
         image.draft("RGB", target)  # JPEG: decode at a reduced size straight away
-        return image.convert("RGB").resize(target, Image.BILINEAR)
+        return image.convert("RGB").resize(target, Image.Resampling.BILINEAR)
     return image.convert("RGB")
 
 
-def solution_problem(task: Any, solution: Any) -> str | None:
+def solution_problem(task: Task, solution: Any) -> str | None:
     """Why a ground truth cannot be used by ``task``: a non-finite or huge number, nesting too deep, or the
     task's schema (``Task.validate_solution``); None when it is usable."""
     import jsonschema

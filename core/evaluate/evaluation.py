@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perception_r1.contract import Task, task_reward
 from perception_r1.data.prepare import prepare_sample
 from perception_r1.evaluate.scoring import task_metrics
+
+if TYPE_CHECKING:
+    from perception_r1.model.policy import Policy
 
 #: sample keys that go into a saved record (the image itself does not; `score` re-scores from these)
 RECORD_KEYS = (
@@ -27,7 +30,7 @@ def record_of(sample: dict[str, Any], completion: str, task: Task) -> dict[str, 
 
 
 def evaluate_policy(
-    policy: Any,
+    policy: Policy,
     task: Task,
     samples: Sequence[dict[str, Any]],
     batch_size: int = 16,

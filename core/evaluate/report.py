@@ -155,7 +155,7 @@ def draw(image: Image.Image | None, size: Sequence[float], truth: Shapes, pred: 
     else:
         fit = VIEW / max(image.width, image.height)
         view = image.resize((max(1, round(image.width * fit)), max(1, round(image.height * fit))),
-                            Image.NEAREST if fit >= 1 else Image.LANCZOS)
+                            Image.Resampling.NEAREST if fit >= 1 else Image.Resampling.LANCZOS)
     scale = fit if image is None else fit * image.width / w  # shapes are in the record's pixels (w x h)
     pen = ImageDraw.Draw(view)
     for shapes, colour, width in ((truth, TRUTH, 3), (pred, PREDICTION, 1)):

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from perception_r1.errors import UserError
+
+if TYPE_CHECKING:
+    from perception_r1.model.policy import Policy
 
 ADAPTER_FILE = "adapter_model.safetensors"
 
@@ -41,7 +44,7 @@ def target_modules(model: torch.nn.Module, names: tuple[str, ...], prefixes: tup
     return found
 
 
-def apply_lora(policy: Any, rank: int, alpha: float | None = None, vision: bool = False) -> Any:
+def apply_lora(policy: Policy, rank: int, alpha: float | None = None, vision: bool = False) -> Any:
     """Inject LoRA adapters of ``rank`` into ``policy.model`` in place; freezes everything else.
 
     Sets ``policy.peft`` (the ``PeftModel``) and returns it. ``alpha`` defaults to ``2 * rank``.
@@ -59,9 +62,9 @@ def apply_lora(policy: Any, rank: int, alpha: float | None = None, vision: bool 
     return wrapped
 
 
-def adapter_off(policy: Any):
+def adapter_off(policy: Policy) -> contextlib.AbstractContextManager[None]:
     """Context in which ``policy.model`` computes with its adapters switched off: the reference policy."""
-    wrapped = getattr(policy, "peft", None)
+    wrapped = policy.peft
     return wrapped.disable_adapter() if wrapped is not None else contextlib.nullcontext()
 
 

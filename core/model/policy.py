@@ -81,6 +81,7 @@ class Policy:
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.name = name
+        self.peft: Any = None  # the PeftModel around ``model`` once LoRA is applied (model/lora.py)
         model_type = model.config.model_type
         family = family_of(model_type)
         if family is None:
@@ -186,9 +187,10 @@ class Policy:
         from jinja2 import TemplateError  # SecurityError (the sandbox refusing an attribute) is one
 
         content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": prompt}]
+        messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
         try:
             return self.processor.apply_chat_template(
-                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+                messages, tokenize=False, add_generation_prompt=True
             )
         except TemplateError as exc:
             raise UserError(f"model '{self.name}': its chat template cannot be used "
@@ -376,7 +378,7 @@ class Policy:
     def _full_logits(self, model, rollout: Rollout) -> torch.Tensor:
         """One forward over prompt + completion for every row."""
         p, t = rollout.prompt_inputs, rollout.completion_ids.shape[1]
-        extra = {}
+        extra: dict[str, Any] = {}
         if "pixel_values" in p and not self.fast:  # the generic path: the processor's image inputs as they are
             extra = {k: v for k, v in p.items() if k not in _TEXT_KEYS}
         elif "pixel_values" in p:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from transformers import ProcessorMixin
 from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
@@ -55,7 +56,7 @@ def load_stock_processor(path: Path, class_name: str, tokenizer, chat_template: 
 
     image_processor = AutoImageProcessor.from_pretrained(path, backend="pil", local_files_only=True)
     cls = getattr(transformers, class_name)
-    stored = {}
+    stored: dict[str, Any] = {}
     for name in ("processor_config.json", "preprocessor_config.json"):
         if (path / name).is_file():
             stored = {**json.loads((path / name).read_text()), **stored}
@@ -95,7 +96,7 @@ def save_model_dir(model, processor: PerceptionProcessor, out_dir: str | Path, d
     model.save_pretrained(out)
     processor.save_pretrained(out)
     processor.image_processor.save_pretrained(out)  # preprocessor_config.json, as real checkpoints ship
-    (out / "chat_template.jinja").write_text(processor.chat_template)
+    (out / "chat_template.jinja").write_text(str(processor.chat_template))
     if fresh:
         os.replace(out, final)  # onto the empty directory
     return final

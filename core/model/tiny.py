@@ -135,7 +135,6 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
 
 def build_model(tokenizer, cfg: TinyConfig):
     """A randomly initialised Qwen2-VL whose special-token ids match ``tokenizer``."""
-    import torch
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
@@ -171,7 +170,7 @@ def build_model(tokenizer, cfg: TinyConfig):
     gen.eos_token_id = [ids["<|im_end|>"], ids["<|endoftext|>"]]
     gen.pad_token_id = ids["<|endoftext|>"]
     gen.bos_token_id = ids["<|endoftext|>"]
-    return model.to(torch.float32)
+    return model.float()
 
 
 def build_tiny(

@@ -63,9 +63,8 @@ def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.op
         save_file(_dedupe_shared(weights), tmp / "model.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     save_file(opt_tensors, tmp / "optimizer.safetensors")
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    save_file({"torch_rng": rng["torch"]}, tmp / "rng.safetensors")
-    state = {"step": step, "optimizer": opt_meta, "python_rng": _py_rng_to_json(rng["python"]), **extra}
+    save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
+    state = {"step": step, "optimizer": opt_meta, "python_rng": _py_rng_to_json(random.getstate()), **extra}
     (tmp / STATE).write_text(json.dumps(state))
     for path in tmp.iterdir():  # make the files durable before the rename publishes them
         with path.open("rb") as handle:

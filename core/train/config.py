@@ -125,7 +125,8 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if path.suffix == ".json" else load_yaml(text)
     except (ValueError, RecursionError, yaml.YAMLError) as exc:
-        where = f":{exc.problem_mark.line + 1}" if getattr(exc, "problem_mark", None) else ""
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
         first = " ".join(str(getattr(exc, "problem", None) or exc).split())[:200]
         raise UserError(f"{path}{where}: config is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {first}") from exc
     if data is None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perception_r1.contract import RewardError, Task, UserError, describe_exception, task_rewards
+from perception_r1.registry import Registry
 
 __all__ = ["RewardError", "WeightedReward", "build_rewards", "component_means", "describe", "parse_reward_flags",
            "score"]
@@ -40,7 +41,7 @@ def parse_reward_flags(flags: Sequence[str]) -> dict[str, float]:
     return weights
 
 
-def build_rewards(registry: Any, tasks: Sequence[Task], weights: Mapping[str, float]) -> list[WeightedReward]:
+def build_rewards(registry: Registry, tasks: Sequence[Task], weights: Mapping[str, float]) -> list[WeightedReward]:
     """Resolve reward names through the registry. Each task's own reward counts at weight 1 unless ``weights``
     names it (weight 0 drops it); every other name given is added with its weight."""
     weights = {**{task.name: 1.0 for task in tasks}, **weights}

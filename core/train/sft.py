@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -18,8 +18,11 @@ from perception_r1.data.prepare import prepare_sample
 from perception_r1.errors import UserError
 from perception_r1.train.optim import fit, warmup_cosine
 
+if TYPE_CHECKING:
+    from perception_r1.model.policy import Policy
 
-def sft_batch(policy, tasks: Sequence[Task], batch_size: int, step: int, seed: int) -> tuple[list, list[Task]]:
+
+def sft_batch(policy: Policy, tasks: Sequence[Task], batch_size: int, step: int, seed: int) -> tuple[list, list[Task]]:
     """``batch_size`` prepared samples of mixed tasks for ``step``: a pure function of (seed, step)."""
     from perception_r1.data.batches import draw_for, round_robin
     from perception_r1.data.synthetic import synthetic_samples
@@ -30,7 +33,7 @@ def sft_batch(policy, tasks: Sequence[Task], batch_size: int, step: int, seed: i
     return [prepare_sample(s, policy, t) for s, t in zip(fresh, chosen, strict=True)], chosen
 
 
-def answer_loss(policy, samples: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> torch.Tensor:
+def answer_loss(policy: Policy, samples: Sequence[dict[str, Any]], tasks: Sequence[Task]) -> torch.Tensor:
     """Mean negative log-likelihood of the rendered answers (+ <|im_end|>), over answer tokens."""
     prompts = [t.prompt(s) for s, t in zip(samples, tasks, strict=True)]
     answers = [t.render(s) for s, t in zip(samples, tasks, strict=True)]

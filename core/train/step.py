@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from perception_r1.contract import ParseError, Task
 from perception_r1.train.grpo import group_advantages
 from perception_r1.train.rewards import WeightedReward, score
+
+if TYPE_CHECKING:
+    from perception_r1.model.policy import Policy, Rollout
 
 #: sample keys copied into a completion-log row (the image itself is not logged)
 LOGGED_SAMPLE_KEYS = ("image_size", "coords", "resized_size", "image_path")
@@ -68,7 +71,7 @@ def group_records(samples: Sequence[dict[str, Any]], tasks: Sequence[Task], grou
     return records
 
 
-def rollout(policy, records: list[Record], group_size: int, max_new_tokens: int, temperature: float):
+def rollout(policy: Policy, records: list[Record], group_size: int, max_new_tokens: int, temperature: float) -> Rollout:
     """Sample G completions per prompt (no gradients) and write them into the records; returns the rollout."""
     firsts = records[::group_size]  # (P,) one record per prompt
     with torch.no_grad():

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import random
 import resource
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +28,7 @@ from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.model.lora import adapter_off
+from perception_r1.registry import Registry
 from perception_r1.train import checkpoint, rundir
 from perception_r1.train.config import DEFAULTS, apply_task_defaults, dump_yaml, fill_model_defaults
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
@@ -34,10 +36,13 @@ from perception_r1.train.optim import gradients
 from perception_r1.train.rewards import build_rewards, component_means, describe
 from perception_r1.train.step import Record, assign_advantages, group_records, rollout, score_records
 
+if TYPE_CHECKING:
+    from perception_r1.model.policy import Rollout
+
 EVAL_SEED = 0  # the held-out set is the same for every run, whatever its --seed, so runs compare
 
 
-def resolve_tasks(registry: Any, spec: str, templates: dict[str, str]) -> list[Task]:
+def resolve_tasks(registry: Registry, spec: str, templates: dict[str, str]) -> list[Task]:
     tasks = []
     for name in [n.strip() for n in spec.split(",") if n.strip()]:
         task = registry.task(name)
@@ -89,7 +94,7 @@ NO_SIGNAL_WARNING = 5
 
 
 class Trainer:
-    def __init__(self, config: dict[str, Any], registry: Any, out: Path, resume: bool = False,
+    def __init__(self, config: dict[str, Any], registry: Registry, out: Path, resume: bool = False,
                  given: set[str] | None = None) -> None:
         """``given``: the config keys the user set (the rest may take the task's small-model defaults); None
         (a library caller) counts every key that differs from the defaults as set."""
@@ -198,7 +203,7 @@ class Trainer:
         logged = [r.log_row(step + 1) for r in records] if step % c["log_completions_every"] == 0 else []
         return metrics, logged
 
-    def update(self, rolled, advantages: torch.Tensor) -> dict[str, Any]:
+    def update(self, rolled: Rollout, advantages: torch.Tensor) -> dict[str, Any]:
         """``updates_per_batch`` clipped-surrogate steps on one rollout (k3 KL to the reference when beta > 0)."""
         c = self.config
         mask = rolled.completion_mask.float()  # (N, T)
@@ -261,7 +266,7 @@ class Trainer:
                 tid = shown.add_task(f"eval {label} {task.name}", total=len(samples), status="")
                 metrics, recs = evaluate_policy(
                     self.policy, task, samples, self.config["eval_batch_size"], self.config["max_new_tokens"],
-                    on_batch=lambda n, tid=tid: shown.advance(tid, n),
+                    on_batch=functools.partial(shown.advance, tid),
                 )
                 if bar is not None:
                     shown.remove_task(tid)
@@ -333,7 +338,7 @@ class Trainer:
         if self.main:
             model = self.accelerator.unwrap_model(self.model)
             checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": self.config},
-                            adapter=getattr(self.policy, "peft", None))
+                            adapter=self.policy.peft)
 
     def _resume(self) -> None:
         latest = checkpoint.latest(self.out / "checkpoints")
@@ -341,7 +346,7 @@ class Trainer:
         if latest is not None:
             model = self.accelerator.unwrap_model(self.model)
             try:
-                state = checkpoint.load(latest, model, self.optimizer, adapter=getattr(self.policy, "peft", None))
+                state = checkpoint.load(latest, model, self.optimizer, adapter=self.policy.peft)
             except (ValueError, OSError, KeyError) as exc:
                 raise UserError(f"--resume: {exc}") from exc
             self.step = state["step"]
