@@ -9,11 +9,11 @@ from perception_r1.contract import (
     Shapes,
     Task,
 )
-from perception_r1.registry.hookspecs import hookimpl
+from perception_r1.registry.hookspecs import RewardRegister, TaskRegister, hookimpl
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "COORD_SPACES", "Loaded", "PaperBenchmark", "ParseError", "RewardResult", "Shapes", "Task", "__version__",
-    "hookimpl",
+    "COORD_SPACES", "Loaded", "PaperBenchmark", "ParseError", "RewardRegister", "RewardResult", "Shapes", "Task",
+    "TaskRegister", "__version__", "hookimpl",
 ]

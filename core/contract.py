@@ -250,6 +250,18 @@ def _bad_name(name: Any) -> bool:
     return not isinstance(name, str) or not name or any(c.isspace() or c in ":," for c in name)
 
 
+def task_names(spec: str) -> list[str]:
+    """The task names of a spec ``a,b`` (``--task``, a config's ``task``): stripped, each at most once.
+
+    A UserError for an empty spec, or a name given twice (it would silently run as a two-task mix)."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise UserError("no task given (use --task NAME or NAME,NAME)")
+    if twice := sorted({n for n in names if names.count(n) > 1}):
+        raise UserError(f"task {', '.join(twice)} named twice in {spec!r}: name each task once")
+    return names
+
+
 def _bad_range(lo_hi: Any) -> bool:
     return not (
         isinstance(lo_hi, tuple)

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from perception_r1 import ParseError, RewardResult, Task, hookimpl
+from perception_r1 import ParseError, RewardResult, Task, TaskRegister, hookimpl
 from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.errors import UserError
 from perception_r1.tasks import answers, geometry, matching, rows, tiny_rl
@@ -354,5 +354,5 @@ class CountingTask(Task):
 
 
 @hookimpl
-def register_tasks(register: Any) -> None:
+def register_tasks(register: TaskRegister) -> None:
     register(CountingTask())

@@ -45,7 +45,7 @@ from typing import Any, NamedTuple
 import jsonschema
 import numpy as np
 
-from perception_r1 import ParseError, RewardResult, Task, hookimpl
+from perception_r1 import ParseError, RewardResult, Task, TaskRegister, hookimpl
 from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.errors import UserError
 from perception_r1.tasks import geometry, rows, tiny_rl
@@ -436,12 +436,13 @@ class SequentialDetectionTask(DetectionTask):
     name = "detection-sequential"
     description = "Detection with the reward's matching ablated: prediction i scored against truth i (paper: AP 23.5)."
     paper_benchmarks = {"COCO val2017": PaperBenchmark({"AP": (16.1, 23.5)})}
+    is_default = False  # an ablation; `run` with no --task trains the real detection task
 
     def __init__(self, prompt_template: str | None = None, **options: Any) -> None:
         super().__init__(prompt_template, matching="sequential", **options)
 
 
 @hookimpl
-def register_tasks(register: Any) -> None:
+def register_tasks(register: TaskRegister) -> None:
     register(DetectionTask())
     register(SequentialDetectionTask())

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from perception_r1 import ParseError, RewardResult, Task, hookimpl
+from perception_r1 import ParseError, RewardResult, Task, TaskRegister, hookimpl
 from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.errors import UserError
 from perception_r1.tasks import geometry, rows, tiny_rl
@@ -338,5 +338,5 @@ class GroundingTask(Task):
 
 
 @hookimpl
-def register_tasks(register: Any) -> None:
+def register_tasks(register: TaskRegister) -> None:
     register(GroundingTask())

@@ -15,7 +15,6 @@ paper's ablation without matching (prediction i scored against truth i, whatever
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 _LIMIT = 1e300
 
@@ -45,6 +44,8 @@ def maximize(score: object) -> tuple[np.ndarray, np.ndarray]:
     m = _sanitised(score, worst_is_low=True)
     if m.size == 0:
         return _empty()
+    from scipy.optimize import linear_sum_assignment  # here: scipy.optimize takes ~0.5 s to import
+
     rows, cols = linear_sum_assignment(m, maximize=True)
     return rows.astype(np.intp), cols.astype(np.intp)
 
@@ -54,6 +55,8 @@ def minimize(cost: object) -> tuple[np.ndarray, np.ndarray]:
     m = _sanitised(cost, worst_is_low=False)
     if m.size == 0:
         return _empty()
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(m)
     return rows.astype(np.intp), cols.astype(np.intp)
 

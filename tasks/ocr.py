@@ -22,7 +22,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from perception_r1 import ParseError, RewardResult, Task, hookimpl
+from perception_r1 import ParseError, RewardResult, Task, TaskRegister, hookimpl
 from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.tasks import rows, tiny_rl
 from perception_r1.tasks.answers import require_text
@@ -138,5 +138,5 @@ class OCRTask(Task):
 
 
 @hookimpl
-def register_tasks(register: Any) -> None:
+def register_tasks(register: TaskRegister) -> None:
     register(OCRTask())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 
 def make_dist(root: Path, dist: str, module: str, source: str, version: str = "1.0") -> Path:
@@ -17,6 +21,8 @@ def make_dist(root: Path, dist: str, module: str, source: str, version: str = "1
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     (info / "entry_points.txt").write_text(f"[perception_r1]\n{module} = {module}\n")
+    sys.modules.pop(module, None)  # an in-process CLI call imports this source, not an earlier test's
+    importlib.invalidate_caches()
     allowed = [p for p in os.environ.get("PERCEPTION_R1_PLUGINS", "").split(",") if p]
     os.environ["PERCEPTION_R1_PLUGINS"] = ",".join([*allowed, dist])  # the plugin_dir fixture restores it
     return root
@@ -29,3 +35,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         [sys.executable, "-m", "perception_r1.cli", *args],
         capture_output=True, text=True, env=full_env, cwd=cwd, timeout=600,
     )
+
+
+def cli_in_process(*args: str) -> SimpleNamespace:
+    """The CLI's ``main`` called in this process (no interpreter start-up), as ``run_cli`` reports it:
+    ``returncode``, ``stdout``, ``stderr``. For errors found before training; one subprocess test per
+    command keeps the console entry point's exit-code contract."""
+    from perception_r1.cli import main
+    from perception_r1.registry import reset_registry
+
+    reset_registry()  # plugins installed by the test are found, as a fresh process would
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    reset_registry()
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())

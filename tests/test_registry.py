@@ -290,3 +290,37 @@ def test_task_corpus_reads_only_the_tasks_it_is_given():
     texts = task_corpus([counting], n_per_task=2)
     assert len(texts) == 2 * 3  # per sample: the prompt, the answer in norm1000 and in the task's own space
     assert texts[0].startswith(counting.prompt_template.split("{")[0])
+
+
+def test_the_default_task_is_the_one_a_task_marks_not_a_name_in_core():
+    from perception_r1 import Task as BaseTask
+
+    registry = get_registry()
+    marked = [name for name, task in registry.tasks.items() if task.is_default]
+    assert len(marked) == 1 and registry.default_task() == marked[0] and registry.plugins[marked[0]].builtin
+
+    class Mine(BaseTask):
+        name, prompt_template, primary_metric, is_default = "mine", "say it", "accuracy", True
+        solution_schema = {"type": "object"}
+
+    class Plugin:
+        @hookimpl
+        def register_tasks(self, register):
+            register(Mine())
+
+    empty = Registry()
+    with pytest.raises(PluginError, match="no task is installed"):
+        empty.default_task()
+    empty.add_plugin(Plugin(), name="mine-plugin")  # a third-party default, with no built-in marked
+    assert empty.default_task() == "mine"
+
+
+def test_task_spec_names_each_task_once():
+    from perception_r1.contract import task_names
+    from perception_r1.errors import UserError
+
+    assert task_names(" ocr, grounding ,") == ["ocr", "grounding"]
+    with pytest.raises(UserError, match="named twice"):
+        task_names("ocr,ocr")
+    with pytest.raises(UserError, match="no task given"):
+        task_names(" , ")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
-from helpers import make_dist, run_cli
+from helpers import cli_in_process, make_dist, run_cli
 
 SMALL = "steps: 3\nprompts_per_step: 2\ngroup_size: 2\nmax_new_tokens: 8\neval_samples: 0\nthreads: 1\n"
 
@@ -26,10 +28,10 @@ def register_rewards(register):
 """
 
 
-def _run(tmp_path, *args, config=SMALL):
+def _run(tmp_path, *args, config=SMALL, as_user=False):
     path = tmp_path / "run.yaml"
     path.write_text(config)
-    return run_cli("run", "--config", str(path), *args)
+    return (run_cli if as_user else cli_in_process)("run", "--config", str(path), *args)
 
 
 def _one_line_exit_2(result, *needles):
@@ -43,7 +45,21 @@ def _one_line_exit_2(result, *needles):
 
 
 def test_unknown_task(tmp_path, small_model):
-    _one_line_exit_2(_run(tmp_path, "--task", "nope", "--model", str(small_model)), "unknown task 'nope'")
+    """The console entry point itself (a subprocess): one line, exit code 2."""
+    result = _run(tmp_path, "--task", "nope", "--model", str(small_model), as_user=True)
+    _one_line_exit_2(result, "unknown task 'nope'")
+
+
+def test_a_task_named_twice_is_refused_not_run_as_a_mix(tmp_path, small_model):
+    _one_line_exit_2(_run(tmp_path, "--task", "ocr, ocr", "--model", str(small_model)), "task ocr named twice")
+
+
+def test_config_errors_come_before_any_heavy_import(tmp_path):
+    """`run --task nope` answers without importing torch (it took 8 s when accelerate started first)."""
+    code = ("import sys; from perception_r1.cli import main; rc = main(['run', '--task', 'nope']); "
+            "sys.exit(rc if 'torch' not in sys.modules else 99)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stderr
 
 
 def test_a_run_that_fails_before_writing_leaves_no_directory(tmp_path, small_model):

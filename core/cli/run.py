@@ -47,10 +47,8 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
     from perception_r1.train import config as cfg
     from perception_r1.train import rundir
     from perception_r1.train.launch import relaunch_if_needed
-    from perception_r1.train.rewards import parse_reward_flags
-    from perception_r1.train.trainer import Trainer
+    from perception_r1.train.rewards import build_rewards, parse_reward_flags
 
-    relaunch_if_needed((click.get_current_context().find_object(dict) or {}).get("argv", sys.argv[1:]))
     flags = {
         "learning_rate": lr,
         "task": task, "model": model, "coords": coords, "lora_rank": lora_rank, "data": data, "steps": steps, "seed": seed,
@@ -72,6 +70,13 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
         run_dir = Path(out or config["out"] or f"runs/{config['task'].replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}")
         if main:  # other ranks start when the main process has claimed the directory
             rundir.check_new(run_dir)
+    # every config mistake (task, prompt template, reward name) is one line here, before torch is imported
+    # or workers are started: the Trainer resolves the same and cannot fail on them later
+    registry = get_registry()
+    build_rewards(registry, cfg.resolve_tasks(registry, config["task"], config["prompt_templates"]), config["rewards"])
+    relaunch_if_needed((click.get_current_context().find_object(dict) or {}).get("argv", sys.argv[1:]))
+    from perception_r1.train.trainer import Trainer
+
     config["out"] = str(run_dir)
     with rundir.locked(run_dir, main_process=main):  # one writer per directory (run.lock)
-        Trainer(config, get_registry(), run_dir, resume=bool(resume_dir), given=None if resume_dir else given).run()
+        Trainer(config, registry, run_dir, resume=bool(resume_dir), given=None if resume_dir else given).run()

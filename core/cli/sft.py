@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from perception_r1.contract import task_names
 from perception_r1.data import io
 from perception_r1.errors import UserError
 
@@ -15,11 +16,7 @@ def _resolve_tasks(spec: str) -> list:
     from perception_r1.registry import get_registry
 
     registry = get_registry()
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    if names == ["all"]:
-        names = sorted(registry.tasks)
-    if not names:
-        raise UserError("no task given (use --task NAME, NAME,NAME or all)")
+    names = sorted(registry.tasks) if spec.strip() == "all" else task_names(spec)
     return [registry.task(n) for n in names]  # an unknown name: one line, naming the plugin filter if set
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import click
 import torch
 
+from perception_r1.contract import task_names
 from perception_r1.recipe.dense_targets import DenseHeads, dense_loss
 from perception_r1.train.optim import fit, warmup_cosine
 
@@ -164,7 +165,7 @@ def main(out, seed, quick, warmup_steps, sft_steps, refine_warmup_steps, refine_
     if quick:
         steps, log_every = dict.fromkeys(steps, 3), 1
     registry = get_registry()
-    names = [n.strip() for n in task_spec.split(",") if n.strip()] if task_spec else sorted(registry.tasks)
+    names = task_names(task_spec) if task_spec else sorted(registry.tasks)
     tasks = [registry.task(name) for name in names]
     for name in emphasize:
         registry.task(name)  # an unknown name is one line, not a silent no-op

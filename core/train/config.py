@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from importlib import resources
@@ -11,8 +12,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from perception_r1.contract import Task, task_names
 from perception_r1.data.io import MAX_CONFIG_BYTES, load_yaml
 from perception_r1.errors import UserError
+from perception_r1.registry import Registry
 
 # Paper defaults where the paper gives one (G=8, beta=0.04, clip 0.2, temperature 1.0); sizes scaled so the
 # embedded tiny default trains in minutes on two CPU cores. The default task is the run-config schema's
@@ -107,6 +110,21 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             raise UserError(f"--set {item!r}: the value is not valid YAML") from None
     return out
+
+
+def resolve_tasks(registry: Registry, spec: str, templates: dict[str, str]) -> list[Task]:
+    """The run's tasks, in spec order, each with the prompt template the config gives it (if any)."""
+    tasks = []
+    for name in task_names(spec):
+        task = registry.task(name)
+        if name in templates:  # a config override of the paper's wording; the registry's task stays as it was
+            task = copy.copy(task)
+            task.prompt_template = templates[name]
+        tasks.append(task)
+    unknown = set(templates) - {t.name for t in tasks}
+    if unknown:
+        raise UserError(f"prompt_templates names task(s) not in this run: {', '.join(sorted(unknown))}")
+    return tasks
 
 
 def _schema() -> dict[str, Any]:

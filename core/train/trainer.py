@@ -30,7 +30,13 @@ from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.model.lora import adapter_off
 from perception_r1.registry import Registry
 from perception_r1.train import checkpoint, rundir
-from perception_r1.train.config import DEFAULTS, apply_task_defaults, dump_yaml, fill_model_defaults
+from perception_r1.train.config import (
+    DEFAULTS,
+    apply_task_defaults,
+    dump_yaml,
+    fill_model_defaults,
+    resolve_tasks,
+)
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.optim import gradients
 from perception_r1.train.rewards import build_rewards, component_means, describe
@@ -40,22 +46,6 @@ if TYPE_CHECKING:
     from perception_r1.model.policy import Rollout
 
 EVAL_SEED = 0  # the held-out set is the same for every run, whatever its --seed, so runs compare
-
-
-def resolve_tasks(registry: Registry, spec: str, templates: dict[str, str]) -> list[Task]:
-    tasks = []
-    for name in [n.strip() for n in spec.split(",") if n.strip()]:
-        task = registry.task(name)
-        if name in templates:  # a config override of the paper's wording; the registry's task stays as it was
-            task = copy.copy(task)
-            task.prompt_template = templates[name]
-        tasks.append(task)
-    if not tasks:
-        raise UserError("no task given (use --task NAME or NAME,NAME)")
-    unknown = set(templates) - {t.name for t in tasks}
-    if unknown:
-        raise UserError(f"prompt_templates names task(s) not in this run: {', '.join(sorted(unknown))}")
-    return tasks
 
 
 def start_line(config: dict[str, Any], model: str, num_params: int, by_size: list[str], from_task: list[str],

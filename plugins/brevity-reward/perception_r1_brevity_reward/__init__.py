@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from perception_r1 import hookimpl
+from perception_r1 import RewardRegister, hookimpl
 
 REWARD_NAME = "brevity.length_penalty"
 DEFAULT_BUDGET = 256
@@ -39,5 +39,5 @@ def length_penalty(
 
 
 @hookimpl
-def register_rewards(register: Callable[[str, Callable[..., list[float | None]]], None]) -> None:
+def register_rewards(register: RewardRegister) -> None:
     register(REWARD_NAME, length_penalty)

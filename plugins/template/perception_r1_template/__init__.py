@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from perception_r1 import hookimpl
+from perception_r1 import RewardRegister, TaskRegister, hookimpl
 
 from .task import KNOWN_COLOR_REWARD, TASK_NAME, ColorTask, known_color
 
@@ -12,10 +10,10 @@ __all__ = ["KNOWN_COLOR_REWARD", "TASK_NAME", "ColorTask", "known_color"]
 
 
 @hookimpl
-def register_tasks(register: Callable) -> None:
+def register_tasks(register: TaskRegister) -> None:
     register(ColorTask())
 
 
 @hookimpl
-def register_rewards(register: Callable) -> None:
+def register_rewards(register: RewardRegister) -> None:
     register(KNOWN_COLOR_REWARD, known_color)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from perception_r1 import hookimpl
+from perception_r1 import TaskRegister, hookimpl
 
 from .task import TextSpotting
 
@@ -12,5 +10,5 @@ __all__ = ["TextSpotting", "register_tasks"]
 
 
 @hookimpl
-def register_tasks(register: Callable[[TextSpotting], None]) -> None:
+def register_tasks(register: TaskRegister) -> None:
     register(TextSpotting())
