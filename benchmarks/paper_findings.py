@@ -42,7 +42,7 @@ def held_out(task, n: int) -> list[dict[str, Any]]:
     from perception_r1.data.synthetic import synthetic_samples
     from perception_r1.train.trainer import EVAL_SEED
 
-    return synthetic_samples(task, "heldout", n, seed=EVAL_SEED)  # the samples `run` evaluates on
+    return synthetic_samples(task, "val", n, seed=EVAL_SEED)  # the samples `run` evaluates on
 
 
 def score(policy, task, samples, max_new_tokens: int) -> float:

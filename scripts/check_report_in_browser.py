@@ -54,7 +54,7 @@ def build_fixture(root: Path) -> Path:
     records = []
     for name in ("grounding", "counting", "detection"):
         task = registry.task(name)
-        for i, sample in enumerate(synthetic_samples(task, "heldout", 6, seed=0)):
+        for i, sample in enumerate(synthetic_samples(task, "val", 6, seed=0)):
             sample["coords"] = "norm1000"  # what the embedded Qwen2-VL-style model answers in
             answer = sample if i % 2 == 0 else shifted(sample, SHIFT)
             records.append(record_of(sample, task.render(answer), task))

@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from perception_r1 import ParseError
+from perception_r1.data.io import reject_non_finite
+from perception_r1.data.limits import (
+    MAX_NUMBER,  # `numbers` refuses larger: no image is a billion pixels wide
+)
 
 FENCE = "```"
-#: numbers past this magnitude are refused by :func:`numbers` by default: no image is a billion pixels
-#: wide, and a float that large has long lost the answer grid
-MAX_ABS = 1e9
 
 Box = tuple[float, float, float, float]
 
@@ -88,15 +89,11 @@ def list_span(text: str) -> str:
 # -- JSON -----------------------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"non-finite number {name}")
-
-
 def load_json(text: str) -> Any:
     """``json.loads`` without NaN / Infinity, with every failure as ParseError: bad syntax, nesting
     deep enough to recurse out, integers past Python's digit limit."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=reject_non_finite)
     except (ValueError, RecursionError) as exc:
         raise ParseError(f"not valid JSON ({type(exc).__name__})") from None
 
@@ -132,7 +129,7 @@ def json_answer(text: str) -> Any:
 # -- numbers --------------------------------------------------------------------------------------
 
 
-def number(value: Any, what: str, limit: float = MAX_ABS) -> float:
+def answer_number(value: Any, what: str, limit: float = MAX_NUMBER) -> float:
     """A JSON number as a finite float below ``limit`` in magnitude, or ParseError.
 
     JSON booleans are not numbers; a 400-digit integer overflows ``float()`` (OverflowError), which
@@ -149,11 +146,11 @@ def number(value: Any, what: str, limit: float = MAX_ABS) -> float:
     return out
 
 
-def numbers(values: Any, n: int, what: str, limit: float = MAX_ABS) -> tuple[float, ...]:
-    """``values`` as a list of exactly ``n`` numbers (see :func:`number`), or ParseError."""
+def answer_numbers(values: Any, n: int, what: str, limit: float = MAX_NUMBER) -> tuple[float, ...]:
+    """``values`` as a list of exactly ``n`` numbers (see :func:`answer_number`), or ParseError."""
     if not isinstance(values, list) or len(values) != n:
         raise ParseError(f"{what} must be a list of {n} numbers")
-    return tuple(number(v, what, limit) for v in values)
+    return tuple(answer_number(v, what, limit) for v in values)
 
 
 def check_box(box: Sequence[float]) -> Box:

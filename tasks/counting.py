@@ -106,13 +106,13 @@ def _from_json(value: Any) -> np.ndarray:
     for item in value:
         if isinstance(item, dict):
             if "bbox_2d" in item:
-                boxes.append(answers.numbers(item["bbox_2d"], 4, "bbox_2d"))
+                boxes.append(answers.answer_numbers(item["bbox_2d"], 4, "bbox_2d"))
             elif "point_2d" in item:
-                points.append(answers.numbers(item["point_2d"], 2, "point_2d"))
+                points.append(answers.answer_numbers(item["point_2d"], 2, "point_2d"))
             else:
                 raise ParseError("an item needs bbox_2d or point_2d")
         elif isinstance(item, list) and len(item) in (2, 4):
-            (boxes if len(item) == 4 else points).append(answers.numbers(item, len(item), "an item"))
+            (boxes if len(item) == 4 else points).append(answers.answer_numbers(item, len(item), "an item"))
         else:
             raise ParseError("an item must be [x1, y1, x2, y2], [x, y] or an object with bbox_2d / point_2d")
     return _centres(boxes, points)
@@ -177,7 +177,7 @@ def _pixmo_points(value: Any) -> list[list[float]]:
         value = [{"x": x, "y": y} for x, y in zip(xs, ys, strict=True)]
     if not isinstance(value, list):
         raise rows.BadRow("points must be a list of {x, y}")
-    return [[rows.number(p["x"], "point x"), rows.number(p["y"], "point y")] for p in value]
+    return [[rows.row_number(p["x"], "point x"), rows.row_number(p["y"], "point y")] for p in value]
 
 
 def _find_image(folder: Path, row: dict[str, Any]) -> Path:
@@ -229,7 +229,7 @@ def _counting_row(row: dict[str, Any]) -> dict[str, Any]:
     points = row["points"]
     if not isinstance(points, list):
         raise rows.BadRow("points must be a list of [x, y]")
-    solution: dict[str, Any] = {"points": [rows.numbers(p, 2, "a point") for p in points]}
+    solution: dict[str, Any] = {"points": [rows.row_numbers(p, 2, "a point") for p in points]}
     if "boxes" in row:
         solution["boxes"] = [rows.xyxy_box(b, "a box") for b in row["boxes"]]
     return {"query": {"object": str(row["object"])}, "solution": solution}

@@ -49,7 +49,7 @@ from perception_r1 import ParseError, RewardResult, Task, TaskRegister, hookimpl
 from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.errors import UserError
 from perception_r1.tasks import geometry, rows, tiny_rl
-from perception_r1.tasks.answers import FENCE, bounded_text, json_answer, numbers
+from perception_r1.tasks.answers import FENCE, answer_numbers, bounded_text, json_answer
 from perception_r1.tasks.coco import COCO_CLASSES, ImageBoxes, coco_ap
 from perception_r1.tasks.matching import MATCHINGS, assign
 from perception_r1.tasks.scenes import SHAPES, random_scene
@@ -114,7 +114,7 @@ def parse_objects(text: str, max_objects: int = DEFAULT_MAX_OBJECTS) -> Objects:
         if not isinstance(item, dict):
             raise ParseError(f"object {i} is not a JSON object")
         box, label = item.get("bbox_2d"), item.get("label")
-        values = list(numbers(box, 4, f"object {i}: bbox_2d", limit=math.inf))
+        values = list(answer_numbers(box, 4, f"object {i}: bbox_2d", limit=math.inf))
         if not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL_CHARS:
             raise ParseError(f"object {i}: label is not a short non-empty string")
         boxes.append(values)
@@ -237,7 +237,7 @@ def load_coco(task: Task, path: str | Path, split: str | None = None, limit: int
             boxes.append(rows.xywh_box(ann["bbox"], f"annotation {i} bbox"))
             labels.append(name)
         sample = {"id": str(img["id"]), "query": {}, "solution": {"boxes": boxes, "labels": labels},
-                  "image_size": rows.numbers([img["width"], img["height"]], 2, "image width/height")}
+                  "image_size": rows.row_numbers([img["width"], img["height"]], 2, "image width/height")}
         return [rows.finish(task, sample, folder / str(img["file_name"]))]
 
     images = ((f"{ann_path}:image {i}", img) for i, img in enumerate(data["images"], 1))

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-SPACES = ("pixels", "norm1000", "norm1", "resized")
+from perception_r1.contract import MODEL_COORD_SPACES as SPACES  # the spaces boxes are written in
 
 #: the resolution the numbers of each space are written with: Qwen writes integers in pixels,
 #: norm1000 and resized; norm1 answers are written (and rendered) with 3 decimals.
@@ -219,11 +219,6 @@ def giou_matrix(a: object, b: object) -> np.ndarray:
 def iou(a: object, b: object) -> float:
     """IoU of two single boxes."""
     return float(iou_matrix(a, b)[0, 0])
-
-
-def giou(a: object, b: object) -> float:
-    """GIoU of two single boxes."""
-    return float(giou_matrix(a, b)[0, 0])
 
 
 def smart_resize(

@@ -57,12 +57,12 @@ from perception_r1.tasks.answers import (
     REF,
     Box,
     answer_body,
+    answer_numbers,
     check_box,
     compact,
     decimals_for,
     format_number,
     load_json,
-    numbers,
 )
 from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects
 
@@ -87,7 +87,7 @@ def parse_box(text: str) -> Box:
     if isinstance(value, dict):
         key = "bbox_2d" if "bbox_2d" in value else "bbox"
         value = value.get(key)
-    return check_box(numbers(value, 4, "the box"))
+    return check_box(answer_numbers(value, 4, "the box"))
 
 
 def resized_size(sample: Mapping[str, Any]) -> Any:
@@ -186,7 +186,7 @@ def load_refer_json(task: Task, root: Path, split: str, limit: int | None = None
         if img is None:
             raise rows.BadRow(f"image_id {ref['image_id']} is not in {instances_path.name}")
         box = rows.xywh_box(ann["bbox"])
-        size = rows.numbers([img["width"], img["height"]], 2, "image width/height")
+        size = rows.row_numbers([img["width"], img["height"]], 2, "image width/height")
         sentences = [s.get("sent") if isinstance(s, dict) else s for s in ref["sentences"]]
         out = []
         for k, sent in enumerate(_expressions(sentences)):
@@ -208,7 +208,7 @@ def load_qwen_refcoco_jsonl(task: Task, file: Path, limit: int | None = None) ->
         sample: dict[str, Any] = {"query": {"expression": _expressions(row["sent"])[0]},
                                   "solution": {"bbox": rows.xyxy_box(row["bbox"])}}
         if "width" in row and "height" in row:
-            sample["image_size"] = rows.numbers([row["width"], row["height"]], 2, "width/height")
+            sample["image_size"] = rows.row_numbers([row["width"], row["height"]], 2, "width/height")
         return [rows.finish(task, sample, folder / str(row["image"]))]
 
     return rows.collect(task, rows.jsonl_rows(file), convert, limit)

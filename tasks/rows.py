@@ -41,7 +41,7 @@ class BadRow(ValueError):
 
 
 # -- values ------------------------------------------------------------------------------------------
-def number(value: Any, what: str) -> float:
+def row_number(value: Any, what: str) -> float:
     """``value`` as a finite float below :data:`~perception_r1.data.limits.MAX_NUMBER` in magnitude (a JSON
     boolean is not a number; a 400-digit integer is refused, never an OverflowError), or BadRow."""
     if isinstance(value, bool) or not isinstance(value, int | float) or limits.number_problem(value):
@@ -50,16 +50,16 @@ def number(value: Any, what: str) -> float:
     return float(value)
 
 
-def numbers(values: Any, n: int, what: str) -> list[float]:
+def row_numbers(values: Any, n: int, what: str) -> list[float]:
     """``values`` as a list of ``n`` finite floats, or BadRow."""
     if not isinstance(values, list | tuple) or len(values) != n:
         raise BadRow(f"{what} must be a list of {n} numbers, got {values!r}"[:200])
-    return [number(v, what) for v in values]
+    return [row_number(v, what) for v in values]
 
 
 def xywh_box(values: Any, what: str = "bbox") -> list[float]:
     """A COCO ``[x, y, w, h]`` box as ``[x1, y1, x2, y2]``."""
-    x, y, w, h = numbers(values, 4, what)
+    x, y, w, h = row_numbers(values, 4, what)
     if w < 0 or h < 0:
         raise BadRow(f"{what} has a negative width or height")
     return [x, y, x + w, y + h]
@@ -67,7 +67,7 @@ def xywh_box(values: Any, what: str = "bbox") -> list[float]:
 
 def xyxy_box(values: Any, what: str = "bbox") -> list[float]:
     """An ``[x1, y1, x2, y2]`` box with its corners in order."""
-    box = numbers(values, 4, what)
+    box = row_numbers(values, 4, what)
     if box[2] < box[0] or box[3] < box[1]:
         raise BadRow(f"{what} corners out of order (need x1 <= x2, y1 <= y2)")
     return box
@@ -132,7 +132,6 @@ def finish(task: Task, sample: dict[str, Any], image: Any) -> dict[str, Any]:
     sample.setdefault("image_size", image_size(image))
     if problem := limits.size_problem(sample["image_size"]):
         raise BadRow(problem)
-    sample["task"] = task.name
     validate(task, sample)
     return sample
 
@@ -235,7 +234,7 @@ def load_jsonl(task: Task, path: str | Path, split: str | None, limit: int | Non
     def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
         sample = to_sample(row)
         if "image_size" in row:
-            sample["image_size"] = numbers(row["image_size"], 2, "image_size")
+            sample["image_size"] = row_numbers(row["image_size"], 2, "image_size")
         sample["id"] = str(row["id"])
         return [finish(task, sample, str(file.parent / str(row["image"])))]
 

@@ -57,10 +57,10 @@ def test_text_functions_raise_only_parse_error(text) -> None:
 @settings(max_examples=300, deadline=None)
 @given(json_values, st.integers(0, 5))
 def test_numbers_raise_only_parse_error(value, n) -> None:
-    out = total(answers.numbers, value, n, "x")
+    out = total(answers.answer_numbers, value, n, "x")
     if out is not None:
-        assert len(out) == n and all(math.isfinite(v) and abs(v) < answers.MAX_ABS for v in out)
-    out = total(answers.numbers, value, n, "x", math.inf)
+        assert len(out) == n and all(math.isfinite(v) and abs(v) < answers.MAX_NUMBER for v in out)
+    out = total(answers.answer_numbers, value, n, "x", math.inf)
     if out is not None:
         assert all(math.isfinite(v) for v in out)
 
@@ -69,15 +69,15 @@ def test_numbers_raise_only_parse_error(value, n) -> None:
 @pytest.mark.parametrize("value", [int(HUGE), 10**400, -(10**400), float("inf"), float("nan"), 1e9, True, "1", None])
 def test_a_huge_or_odd_number_is_a_parse_error(value) -> None:
     with pytest.raises(ParseError):
-        answers.number(value, "x")
+        answers.answer_number(value, "x")
     with pytest.raises(ParseError):
-        answers.numbers([value, 0], 2, "x")
+        answers.answer_numbers([value, 0], 2, "x")
 
 
 def test_no_limit_still_refuses_what_float_cannot_hold() -> None:
-    assert answers.number(1e300, "x", math.inf) == 1e300
+    assert answers.answer_number(1e300, "x", math.inf) == 1e300
     with pytest.raises(ParseError):
-        answers.number(10**400, "x", math.inf)
+        answers.answer_number(10**400, "x", math.inf)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +141,7 @@ word = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",))
 def test_json_answers_round_trip(objects, wrapper: str) -> None:
     text = wrapper.replace("{}", json.dumps(objects))
     assert answers.json_answer(text) == objects
-    values = [answers.numbers(o["bbox_2d"], 4, "box", math.inf) for o in objects]
+    values = [answers.answer_numbers(o["bbox_2d"], 4, "box", math.inf) for o in objects]
     assert values == [tuple(float(v) for v in o["bbox_2d"]) for o in objects]
 
 

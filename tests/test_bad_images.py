@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from perception_r1.data.prepare import prepare_sample
@@ -21,5 +23,5 @@ def test_missing_or_corrupt_image(policy, tmp_path, content):
         path.write_bytes(content)
     sample = {"id": "row-7", "image": str(path), "image_size": [10, 10], "solution": {}}
     with pytest.raises(UserError, match=rf"sample row-7: cannot open image '{path}'") as err:
-        prepare_sample(sample, policy)
+        prepare_sample(sample, policy, SimpleNamespace(name="t", coord_space="pixels"))
     assert "\n" not in str(err.value)

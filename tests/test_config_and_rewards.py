@@ -133,3 +133,15 @@ def test_a_tasks_small_model_defaults_fill_only_what_the_user_did_not_set(tmp_pa
     bad = SimpleNamespace(name="ocr", tiny_run_defaults={"stepz": 3})
     with pytest.raises(UserError, match="task 'ocr' tiny_run_defaults"):
         cfg.apply_task_defaults(cfg.resolve(), [bad], set(), 2_500_000)
+
+
+def test_the_run_schema_states_the_python_constants():
+    """The JSON Schema repeats facts for its validator; this keeps each equal to its one Python home."""
+    from perception_r1.contract import MODEL_COORD_SPACES
+    from perception_r1.train.config import _schema
+    from perception_r1.train.grpo import LOSS_AGGREGATIONS
+
+    props = _schema()["properties"]
+    assert sorted(props["coords"]["enum"], key=str) == sorted([*MODEL_COORD_SPACES, None], key=str)
+    assert props["loss_aggregation"]["enum"] == list(LOSS_AGGREGATIONS)
+    assert "default" not in props["task"]  # the registry picks the default task (Registry.default_task)

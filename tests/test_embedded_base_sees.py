@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from helpers import run_cli
 
 
@@ -16,6 +17,7 @@ def held_out_edit_distance(*flags: str) -> float:
     return json.loads(result.stdout)["edit_distance"]
 
 
+@pytest.mark.slow  # an end-to-end model run: `pytest -m slow` and CI run it
 def test_the_embedded_base_reads_the_image_it_is_shown():
     right, shuffled = held_out_edit_distance(), held_out_edit_distance("--shuffle-images")
     assert right < 0.45 < 0.7 < shuffled, (right, shuffled)  # a blind model scores the same on both

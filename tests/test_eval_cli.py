@@ -53,10 +53,10 @@ class ScriptedPolicy:
 @pytest.mark.parametrize("name", ["grounding", "counting", "ocr", "detection"])
 def test_predictions_rescore_to_the_same_metrics(tmp_path, name):
     task = get_registry().task(name)
-    samples = synthetic_samples(task, "heldout", 9, seed=0)
+    samples = synthetic_samples(task, "val", 9, seed=0)
     metrics, records = evaluate_policy(ScriptedPolicy(task, samples), task, samples, batch_size=4)
     assert 0 < metrics["mean_reward"] < task.reward_range[1]  # a mix of right, partly right and wrong answers
-    write_eval_dir(tmp_path, task, None, "synthetic heldout (seed 0)", None, metrics, records)
+    write_eval_dir(tmp_path, task, None, "synthetic val (seed 0)", None, metrics, records)
     result = run_cli("score", "--task", name, str(tmp_path / "predictions.jsonl"), "--json")
     assert result.returncode == 0, result.stderr
     rescored = json.loads(result.stdout)
@@ -66,6 +66,7 @@ def test_predictions_rescore_to_the_same_metrics(tmp_path, name):
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") >= 9
 
 
+@pytest.mark.slow  # an end-to-end model run: `pytest -m slow` and CI run it
 def test_eval_command_on_the_embedded_default(tmp_path):
     out = tmp_path / "eval"
     result = run_cli("eval", "--task", "counting", "--limit", "4", "--batch-size", "2", "--threads", "1",
@@ -89,6 +90,7 @@ def _refcoco_fixture(root):
     pq.write_table(pa.Table.from_pylist(rows), root / "data" / "testA-00000-of-00001.parquet")
 
 
+@pytest.mark.slow  # an end-to-end model run: `pytest -m slow` and CI run it
 def test_paper_numbers_beside_a_paper_benchmark(tmp_path):
     root = tmp_path / "RefCOCO"
     _refcoco_fixture(root)
@@ -103,6 +105,7 @@ def test_paper_numbers_beside_a_paper_benchmark(tmp_path):
     assert "paper Perception-R1" in (tmp_path / "out" / "report.html").read_text()
 
 
+@pytest.mark.slow  # an end-to-end model run: `pytest -m slow` and CI run it
 def test_bad_data_is_one_line(tmp_path):
     (tmp_path / "val.jsonl").write_text('{"image": "a.jpg", "text": 5}\n')
     result = run_cli("eval", "--task", "ocr", "--data", str(tmp_path))

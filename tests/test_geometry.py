@@ -65,15 +65,20 @@ def test_box_format_conversions():
     np.testing.assert_allclose(g.box_centers([[0, 0, 10, 20], [4, 4, 6, 6]]), [[5, 10], [5, 5]])
 
 
+def giou(a, b) -> float:
+    """GIoU of one pair, through the matrix form the detection reward uses."""
+    return float(g.giou_matrix(a, b)[0, 0])
+
+
 def test_hand_computed_iou_and_giou():
     a, b = [0, 0, 10, 10], [5, 5, 15, 15]
     assert g.iou(a, b) == pytest.approx(25 / 175)
     # enclosing box 15x15 = 225, union 175
-    assert g.giou(a, b) == pytest.approx(25 / 175 - 50 / 225)
-    assert g.iou(a, a) == 1.0 and g.giou(a, a) == 1.0
+    assert giou(a, b) == pytest.approx(25 / 175 - 50 / 225)
+    assert g.iou(a, a) == 1.0 and giou(a, a) == 1.0
     # disjoint: IoU 0, GIoU = -(C - U)/C with C = 3x3, U = 2
     assert g.iou([0, 0, 1, 1], [2, 2, 3, 3]) == 0.0
-    assert g.giou([0, 0, 1, 1], [2, 2, 3, 3]) == pytest.approx(-7 / 9)
+    assert giou([0, 0, 1, 1], [2, 2, 3, 3]) == pytest.approx(-7 / 9)
     # contained: 4 / 100
     assert g.iou([0, 0, 10, 10], [2, 2, 4, 4]) == pytest.approx(0.04)
     m = g.iou_matrix([[0, 0, 10, 10], [0, 0, 5, 10]], [[0, 0, 10, 10], [5, 0, 10, 10], [20, 20, 30, 30]])
@@ -83,13 +88,13 @@ def test_hand_computed_iou_and_giou():
 
 def test_degenerate_inverted_and_non_finite_boxes_never_nan():
     assert g.iou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0
-    assert g.giou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0
+    assert giou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0
     assert g.iou([5, 5, 5, 9], [0, 0, 10, 10]) == 0.0
     # inverted corners: zero area, no reordering
     assert g.iou([10, 10, 0, 0], [0, 0, 10, 10]) == 0.0
     assert g.iou([0, 10, 10, 0], [0, 0, 10, 10]) == 0.0
     assert g.iou([np.nan, 0, 1, 1], [0, 0, 1, 1]) == 0.0
-    assert g.giou([np.inf, 0, 1, 1], [0, 0, 1, 1]) == -1.0
+    assert giou([np.inf, 0, 1, 1], [0, 0, 1, 1]) == -1.0
     assert g.iou([-1e308, -1e308, 1e308, 1e308], [0, 0, 1, 1]) == 0.0
 
 
@@ -97,7 +102,7 @@ def test_degenerate_inverted_and_non_finite_boxes_never_nan():
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=8, max_size=8))
 def test_iou_and_giou_are_bounded_and_symmetric(v):
     a, b = v[:4], v[4:]
-    i, gi = g.iou(a, b), g.giou(a, b)
+    i, gi = g.iou(a, b), giou(a, b)
     assert 0.0 <= i <= 1.0 and -1.0 <= gi <= 1.0
     assert i == g.iou(b, a)
     if all(math.isfinite(x) and abs(x) < 1e6 for x in v):

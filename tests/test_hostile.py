@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from helpers import make_dist, run_cli
@@ -281,6 +282,7 @@ def bomb_png(path: Path, width: int, height: int) -> Path:
     return path
 
 
+@pytest.mark.slow  # decodes 64-400 Mpixel headers through the whole loader
 @pytest.mark.parametrize(("size", "says"), [((20000, 20000), "decompression bomb"), ((8000, 8000), "more than the cap")])
 def test_decompression_bomb_in_a_data_set(capsys, tmp_path, size, says):
     bomb_png(tmp_path / "bomb.png", *size)
@@ -292,7 +294,7 @@ def test_decompression_bomb_in_a_data_set(capsys, tmp_path, size, says):
     from perception_r1.errors import UserError
 
     with pytest.raises(UserError, match="sample b: .*(decompression bomb|more than the cap)"):
-        prepare_sample({"id": "b", "image": str(tmp_path / "bomb.png")}, object(), None)
+        prepare_sample({"id": "b", "image": str(tmp_path / "bomb.png")}, object(), SimpleNamespace(name="t"))
 
 
 def test_image_name_longer_than_the_os_allows(capsys, tmp_path):
@@ -380,7 +382,8 @@ def test_huge_images_are_downscaled_with_the_original_size_kept():
     class Space:
         coord_space = "norm1000"
 
-    prepared = prepare_sample({"id": "big", "image": Image.new("RGB", (6000, 3000))}, Space())
+    prepared = prepare_sample({"id": "big", "image": Image.new("RGB", (6000, 3000))}, Space(),
+                              SimpleNamespace(name="t", coord_space="pixels"))
     assert prepared["image_size"] == [6000, 3000]
     assert prepared["image"].width * prepared["image"].height <= MAX_KEPT_PIXELS
     assert abs(prepared["image"].width / prepared["image"].height - 2) < 0.01

@@ -62,5 +62,5 @@ def test_synthetic_counting_set_matches_a_hand_count():
 
 
 def test_bad_split_is_one_line():
-    result = run_cli("perplexity", "--task", "counting", "--split", "val")
+    result = run_cli("perplexity", "--task", "counting", "--split", "test")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "synthetic data has splits" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from perception_r1.data.prepare import prepare_sample
 from perception_r1.errors import UserError
 from perception_r1.model.policy import DEFAULT_MODEL, Policy, completion_mask
 from perception_r1.model.tiny import TinyConfig, build_tiny
+
+BOXES = SimpleNamespace(name="boxes", coord_space="pixels")  # a task that answers boxes (its space: the model's)
 
 CORPUS = ["Output the bounding box of the red circle in the image.", "(120,340),(560,780)", "How many squares? 3"]
 SMALL = TinyConfig(vocab_size=400, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -185,14 +188,10 @@ def test_prepare_loads_path_images_and_sets_space(policy, tmp_path):
     path = tmp_path / "im.png"
     Image.new("L", (300, 200), 128).save(path)
     sample = {"id": "a", "image": str(path), "query": {}, "solution": {}, "coords": "pixels"}
-    out = prepare_sample(sample, policy)
-    assert out["image"].mode == "RGB" and out["image_size"] == [300, 200]
+    out = prepare_sample(sample, policy, BOXES)
+    assert out["image"].mode == "RGB" and out["image_size"] == [300, 200] and out["task"] == "boxes"
     assert out["coords"] == "norm1000" and sample["coords"] == "pixels"  # a copy
-
-    class NoCoords:
-        coord_space = "none"
-
-    assert prepare_sample(sample, policy, NoCoords())["coords"] == "none"
+    assert prepare_sample(sample, policy, SimpleNamespace(name="text", coord_space="none"))["coords"] == "none"
 
 
 def test_prepare_resized_size_is_what_the_processor_feeds(policy, monkeypatch):
@@ -200,7 +199,7 @@ def test_prepare_resized_size_is_what_the_processor_feeds(policy, monkeypatch):
     pytest.importorskip("perception_r1.tasks.geometry")
     monkeypatch.setattr(policy, "coord_space", "resized")
     image = Image.new("RGB", (517, 301))
-    out = prepare_sample({"image": image}, policy)
+    out = prepare_sample({"image": image}, policy, BOXES)
     grid = policy.encode_prompts(["x"], [image])["image_grid_thw"][0]  # (t, h_patches, w_patches)
     patch = policy.processor.image_processor.patch_size
     assert out["resized_size"] == [int(grid[2]) * patch, int(grid[1]) * patch]
@@ -277,7 +276,7 @@ def test_real_checkpoint_layout_loads_the_same_way(qwen25_dir):
     assert policy.coord_space == "resized"
     assert policy.processor.image_processor.size["longest_edge"] == 200704
     image = Image.new("RGB", (640, 480))
-    out = prepare_sample({"image": image}, policy)
+    out = prepare_sample({"image": image}, policy, BOXES)
     grid = policy.encode_prompts(["x"], [image])["image_grid_thw"][0]
     assert out["resized_size"] == [int(grid[2]) * 14, int(grid[1]) * 14] != [640, 480]
     torch.manual_seed(0)

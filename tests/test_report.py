@@ -45,7 +45,7 @@ def test_boxes_and_points_are_drawn_where_they_belong():
 
 def _run_dir(tmp_path):
     task = get_registry().task("grounding")
-    samples = synthetic_samples(task, "heldout", 4, seed=0)
+    samples = synthetic_samples(task, "val", 4, seed=0)
     records = []
     for i, sample in enumerate(samples):
         sample["coords"] = "norm1000"
@@ -58,7 +58,7 @@ def _run_dir(tmp_path):
         for s in (1, 2, 3)])
     (tmp_path / "eval.json").write_text(json.dumps({"before": {"acc@0.5": 0.25}, "after": {"acc@0.5": 0.5}}))
     (tmp_path / "config.yaml").write_text("task: grounding\nmodel: null\n")
-    completion_rows = [{"step": 1, "sample_id": samples[0]["id"], "task": "grounding", "completion": records[0]["completion"],
+    completion_rows = [{"step": 1, "id": samples[0]["id"], "task": "grounding", "completion": records[0]["completion"],
                         "reward": 2.0, "rewards": {"format": 1.0, "iou": 1.0}, "solution": records[0]["solution"]}]
     pio.write_jsonl(tmp_path / "completions.jsonl", completion_rows)
     return samples, records

@@ -85,6 +85,7 @@ def test_sft_batches_mix_tasks_and_are_reproducible(tiny_dir):
     assert all(s["coords"] == "none" and s["image"].mode == "RGB" for s in a)
 
 
+@pytest.mark.slow  # an end-to-end model run: `pytest -m slow` and CI run it
 def test_sft_learns_the_answers(tiny_dir):
     """Fresh samples every step; afterwards greedy answers are right on unseen samples."""
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ from perception_r1.registry import get_registry
 
 @pytest.mark.parametrize("n", [2, 3, 17])
 def test_every_sample_keeps_its_truth_and_gets_another_image(n):
-    samples = synthetic_samples(get_registry().task("counting"), "heldout", n, seed=0)
+    samples = synthetic_samples(get_registry().task("counting"), "val", n, seed=0)
     shuffled = shuffle_images(samples, seed=0)
     assert [s["id"] for s in shuffled] == [s["id"] for s in samples]
     assert [s["solution"] for s in shuffled] == [s["solution"] for s in samples]
@@ -26,7 +26,7 @@ def test_every_sample_keeps_its_truth_and_gets_another_image(n):
 
 
 def test_the_shuffle_is_seeded():
-    samples = synthetic_samples(get_registry().task("ocr"), "heldout", 8, seed=0)
+    samples = synthetic_samples(get_registry().task("ocr"), "val", 8, seed=0)
     first = [s["shown_image_of"] for s in shuffle_images(samples, seed=3)]
     assert first == [s["shown_image_of"] for s in shuffle_images(samples, seed=3)]
     assert first != [s["shown_image_of"] for s in shuffle_images(samples, seed=4)]
@@ -34,9 +34,10 @@ def test_the_shuffle_is_seeded():
 
 def test_one_sample_cannot_be_shuffled():
     with pytest.raises(ValueError, match="at least 2"):
-        shuffle_images(synthetic_samples(get_registry().task("ocr"), "heldout", 1))
+        shuffle_images(synthetic_samples(get_registry().task("ocr"), "val", 1))
 
 
+@pytest.mark.slow  # an end-to-end model run: `pytest -m slow` and CI run it
 def test_eval_with_shuffled_images_records_whose_image_was_shown(tmp_path):
     out = tmp_path / "control"
     result = run_cli("eval", "--task", "counting", "--limit", "4", "--batch-size", "4", "--threads", "1",
@@ -54,7 +55,7 @@ def test_the_report_draws_the_image_a_shuffled_sample_was_shown():
     from perception_r1.evaluate.report import Images
 
     task = get_registry().task("counting")
-    samples = synthetic_samples(task, "heldout", 3, seed=0)
+    samples = synthetic_samples(task, "val", 3, seed=0)
     record = {**shuffle_images(samples, seed=0)[0], "image": None}
     donor = next(s for s in samples if s["id"] == record["shown_image_of"])
     image, note = Images().get(task, record, record["id"])

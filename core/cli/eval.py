@@ -93,11 +93,10 @@ def command(task_name: str, model: str | None, coords: str | None, data: str | N
     from perception_r1.evaluate.evaluation import evaluate_policy
     from perception_r1.model.policy import Policy
     from perception_r1.registry import get_registry
-    from perception_r1.train.config import model_defaults
+    from perception_r1.train.config import model_defaults, use_threads
 
     check_eval_out(out)
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     task = get_registry().task(task_name)
     if data:
         loaded = load_samples(task, data, split, limit)
@@ -106,8 +105,8 @@ def command(task_name: str, model: str | None, coords: str | None, data: str | N
     else:
         if benchmark:
             raise UserError("--benchmark names the paper data set --data holds; without --data the data is synthetic")
-        samples = synthetic_samples(task, "heldout", limit or 64, seed=0)
-        source = "synthetic heldout (seed 0)"
+        samples = synthetic_samples(task, "val", limit or 64, seed=0)
+        source = "synthetic val (seed 0)"
     if not samples:
         raise UserError(f"{source}: no samples")
     if shuffle_images:
@@ -118,8 +117,7 @@ def command(task_name: str, model: str | None, coords: str | None, data: str | N
         samples, source = shuffled(samples), f"{source}, images shuffled"
     policy = Policy.load(model, coords=coords)
     size_defaults = model_defaults(policy.num_parameters)
-    if not threads and size_defaults["threads"]:
-        torch.set_num_threads(size_defaults["threads"])
+    use_threads(threads, policy.num_parameters)
     with progress() as bar, torch.no_grad():
         tid = bar.add_task(f"eval {task_name}", total=len(samples), status="")
         if max_new_tokens is None:  # the same defaults as `run`, so eval and training agree

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 DIST_TOKEN = "perception-r1-template"
 MODULE_TOKEN = "perception_r1_template"
 TASK_TOKEN = "template"
+CLASS_TOKEN = "ColorTask"  # the template's task class: the new plugin's is named after it (QuadrantTask)
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 MAX_NAME = 40
@@ -61,7 +62,7 @@ def rename(text: str, name: str, *, is_pyproject: bool = False) -> str:
         text = re.sub(rf"^{TASK_TOKEN} = ", f"{name} = ", text, flags=re.MULTILINE)
     for quote, end in (('"', '"'), ("`", "`"), ("`", ".")):  # "template", `template`, `template.reward`
         text = text.replace(f"{quote}{TASK_TOKEN}{end}", f"{quote}{name}{end}")
-    return text
+    return re.sub(rf"\b{CLASS_TOKEN}\b", "".join(part.title() for part in name.split("-")) + "Task", text)
 
 
 def create_plugin(name: str, parent: Path, template: Path | None = None, registry: Registry | None = None) -> Path:
@@ -125,4 +126,6 @@ def command(name: str, directory: Path, template: Path | None) -> None:
         registry = None
     target = create_plugin(name, directory, template, registry)
     click.echo(f"created {target}")
+    click.echo(f"its task is still the template's example (name the colour of one shape; reward '{name}.known_color'):"
+               " make it yours in task.py, keeping the tests green")
     click.echo(f"next: pip install -e {target} && (cd {target} && pytest)")

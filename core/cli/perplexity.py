@@ -22,7 +22,7 @@ def command(task_name: str, data: str | None, split: str, limit: int | None, see
     """Mean number of prediction-to-ground-truth matchings per sample: 1 for single-answer tasks
     (grounding, OCR), n! for n objects (counting, detection). RL gains most over SFT where it is high."""
     from perception_r1.data.loaders import load_samples
-    from perception_r1.data.synthetic import synthetic_samples
+    from perception_r1.data.synthetic import SPLITS, synthetic_samples
     from perception_r1.errors import UserError
     from perception_r1.registry import get_registry
 
@@ -32,8 +32,8 @@ def command(task_name: str, data: str | None, split: str, limit: int | None, see
         samples = load_samples(task, data, split, limit).samples
         source = f"{data} ({split})"
     else:
-        if split not in ("train", "heldout"):
-            raise UserError(f"--split {split}: synthetic data has splits train and heldout")
+        if split not in SPLITS:
+            raise UserError(f"--split {split}: synthetic data has splits {' and '.join(SPLITS)}")
         samples = synthetic_samples(task, split, limit or 256, seed=seed)
         source = f"synthetic {split} (seed {seed})"
     if not samples:

@@ -40,11 +40,10 @@ def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_
 
     from perception_r1.display import console, metrics_table, print_table
     from perception_r1.model.policy import Policy
-    from perception_r1.train.config import model_defaults
+    from perception_r1.train.config import use_threads
     from perception_r1.train.sft import format_report, sft
 
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     tasks = _resolve_tasks(task_spec)
     if out is None:
         out = f"runs/sft-{'+'.join(t.name for t in tasks)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -54,8 +53,7 @@ def command(task_spec, model, out, steps, batch_size, lr, seed, log_every, eval_
     if any(Path(out).iterdir()):
         raise UserError(f"--out {out} is not empty: give a new directory")
     policy = Policy.load(model)
-    if not threads and (single := model_defaults(policy.num_parameters)["threads"]):
-        torch.set_num_threads(single)  # a small model: one thread, as `run` (benchmarks/threads.py)
+    use_threads(threads, policy.num_parameters)  # a small model: one thread, as `run` (benchmarks/threads.py)
     click.echo(f"sft {policy.name} on {', '.join(t.name for t in tasks)}: {steps} steps x {batch_size}, lr {lr:g}")
     start = time.perf_counter()
     window: list[float] = []

@@ -38,7 +38,8 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield lineno, _object(raw, f"{path}:{lineno}")
 
 
-def _reject_constant(name: str) -> float:
+def reject_non_finite(name: str) -> float:
+    """``json.loads(parse_constant=...)``: NaN, Infinity and -Infinity are not numbers a file or an answer gives."""
     raise ValueError(f"non-finite number {name}")
 
 
@@ -46,7 +47,7 @@ def _object(raw: bytes, where: str, allow_nan: bool = False) -> dict[str, Any]:
     """One JSON object from ``raw``; every way it can fail is a UserError naming ``where``: bad syntax or
     bytes, NaN / Infinity (unless ``allow_nan``), an integer past Python's digit limit, deep nesting."""
     try:
-        obj = json.loads(raw.decode("utf-8"), parse_constant=None if allow_nan else _reject_constant)
+        obj = json.loads(raw.decode("utf-8"), parse_constant=None if allow_nan else reject_non_finite)
     except json.JSONDecodeError as exc:
         raise UserError(f"{where}: not valid JSON ({exc.msg})") from exc
     except UnicodeDecodeError as exc:

@@ -5,7 +5,7 @@ Every size a file gives that drives an allocation or a loop is checked here befo
 - :data:`MAX_IMAGE_SIDE`: ``image_size`` / ``resized_size`` values are finite, positive and at most this many
   pixels (a 400-digit integer, ``1e400`` or ``Infinity`` is a ``file:line`` error, not an OverflowError later).
 - :data:`MAX_NUMBER`: every number in a ground truth is finite and below this in magnitude (as model answers,
-  :data:`perception_r1.tasks.answers.MAX_ABS`).
+  model answers: :mod:`perception_r1.tasks.answers` reads this one).
 - :data:`MAX_IMAGE_PIXELS`: an image file with more pixels (by its header, before decoding) is refused; a
   decompression bomb (20000 x 20000 in 48 KB) never gets decoded. PIL's own ``Image.MAX_IMAGE_PIXELS`` is set
   to the same value, so any other path PIL opens raises ``DecompressionBombError`` above twice it.

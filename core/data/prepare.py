@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from PIL import Image
 
+from perception_r1.contract import Task
 from perception_r1.data import limits
 from perception_r1.errors import UserError
 
@@ -43,18 +44,20 @@ def open_image(image: Any, sample_id: str) -> tuple[Image.Image | None, list[int
     return image, None
 
 
-def prepare_sample(sample: Mapping[str, Any], model: AnswerSpace, task: Any = None) -> dict[str, Any]:
-    """A copy of ``sample`` with the image as PIL RGB and ``coords`` set to the space ``model`` answers in.
+def prepare_sample(sample: Mapping[str, Any], model: AnswerSpace, task: Task) -> dict[str, Any]:
+    """A copy of ``sample`` for ``task`` and ``model``: the image as PIL RGB, ``coords`` the space the model
+    answers in (``none`` for a task without coordinates), ``task`` the task's name.
 
     Images are not resized here: the processor resizes within its min/max pixels, and for
     ``resized`` coordinates ``resized_size`` records the size the model will see.
     """
     out = dict(sample)
+    out["task"] = task.name
     image, size = open_image(out.get("image"), out.get("id", "?"))
     if image is not None:
         out["image"] = image
         out.setdefault("image_size", size)
-    if task is not None and task.coord_space == "none":
+    if task.coord_space == "none":
         out["coords"] = "none"
         return out
     out["coords"] = model.coord_space

@@ -11,7 +11,11 @@ from typing import Any
 
 from perception_r1.contract import Task
 
-SPLITS = ("train", "heldout")
+#: the framework's splits (as `--data` names them) -> the synthetic stream each draws from. The stream's name is
+#: in every seed and sample id (``<task>-<stream>-<seed>-<index>``): "heldout" stays, so every published number
+#: and every saved id still holds
+STREAMS = {"train": "train", "val": "heldout"}
+SPLITS = tuple(STREAMS)
 
 
 def split_seed(task_name: str, split: str, seed: int) -> int:
@@ -21,9 +25,10 @@ def split_seed(task_name: str, split: str, seed: int) -> int:
 
 
 def synthetic_samples(task: Task, split: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` synthetic samples of ``task`` for ``split`` ("train" or "heldout"), each with an ``id``."""
-    if split not in SPLITS:
+    """``n`` synthetic samples of ``task`` for ``split`` ("train" or "val"), each with an ``id``."""
+    if split not in STREAMS:
         raise ValueError(f"unknown split '{split}' (splits: {', '.join(SPLITS)})")
+    split = STREAMS[split]
     rng = random.Random(split_seed(task.name, split, seed))
     samples = []
     for i in range(n):

@@ -40,7 +40,7 @@ def evaluate_policy(
     """Greedy generation over ``samples`` in batches; returns (metrics, records)."""
     records: list[dict[str, Any]] = []
     for start in range(0, len(samples), batch_size):
-        batch = [prepare_sample(s, policy) for s in samples[start : start + batch_size]]
+        batch = [prepare_sample(s, policy, task) for s in samples[start : start + batch_size]]
         rollout = policy.generate(
             [task.prompt(s) for s in batch], [s["image"] for s in batch],
             num_generations=1, max_new_tokens=max_new_tokens, greedy=True,

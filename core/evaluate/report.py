@@ -35,6 +35,7 @@ from PIL import Image, ImageDraw
 from perception_r1.contract import ParseError, Shapes, Task
 from perception_r1.data import io as pio
 from perception_r1.data import limits
+from perception_r1.data.synthetic import STREAMS, synthetic_samples
 
 TRUTH, PREDICTION = (20, 200, 60), (230, 0, 200)
 #: gallery pictures are scaled so their longer side is this many pixels
@@ -52,7 +53,7 @@ CHARTS = (  # (title, metrics.jsonl keys; "rewards/*" = every reward component)
     ("Completion length (tokens)", ("completion_length",)),
     ("Loss and clip fraction", ("loss", "clip_fraction")),
 )
-_SYNTHETIC_ID = re.compile(r"^(?P<task>.+)-(?P<split>train|heldout)-(?P<seed>\d+)-(?P<index>\d+)$")
+_SYNTHETIC_ID = re.compile(rf"^(?P<task>.+)-(?P<stream>{'|'.join(STREAMS.values())})-(?P<seed>\d+)-(?P<index>\d+)$")
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -124,9 +125,8 @@ class Images:
             return None, "image not stored"
         if int(match["index"]) >= MAX_REGENERATED:
             return None, f"synthetic index past {MAX_REGENERATED:,}: image not regenerated"
-        from perception_r1.data.synthetic import synthetic_samples
-
-        key, index = (task.name, match["split"], int(match["seed"])), int(match["index"])
+        split = next(s for s, stream in STREAMS.items() if stream == match["stream"])
+        key, index = (task.name, split, int(match["seed"])), int(match["index"])
         cached = self._synthetic.get(key, [])
         if len(cached) <= index:
             cached = synthetic_samples(task, key[1], index + 1, seed=key[2])
@@ -263,7 +263,7 @@ def _table(columns: Mapping[str, Mapping[str, Any]]) -> str:
 
 
 def _card(task: Task, record: Mapping[str, Any], images: Images) -> str:
-    sample_id = str(record.get("id") or record.get("sample_id") or "")
+    sample_id = str(record.get("id") or "")
     image, note = images.get(task, record, sample_id)
     record = dict(record)
     if "image_size" not in record and image is not None:

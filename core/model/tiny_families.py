@@ -28,7 +28,6 @@ LLAVA_TEMPLATE = (
 )
 _TEXT = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
          "num_key_value_heads": 1, "max_position_embeddings": 2048}
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "idefics3", "llava")
 
 
 def build_family(family: str, out_dir: str | Path, corpus: list[str] | None = None, seed: int = 0) -> Path:
@@ -42,7 +41,7 @@ def build_family(family: str, out_dir: str | Path, corpus: list[str] | None = No
     torch.manual_seed(seed)
     corpus = corpus or ["Output the bounding box of the red circle in the image.", "(120,340),(560,780) 0.5"]
     tokenizer = build_tokenizer(corpus, vocab_size=400)
-    model, processor = globals()[f"_{family}"](tokenizer)
+    model, processor = _BUILDERS[family](tokenizer)
     ids = _ids(tokenizer, "<|im_end|>", "<|endoftext|>")
     model.generation_config.eos_token_id = [ids["<|im_end|>"]]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
@@ -154,3 +153,9 @@ def _llava(tokenizer):
 
 
 __all__ = ["CHAT_TEMPLATE", "FAMILIES", "build_family"]
+
+
+#: family -> its tiny builder (model, processor); FAMILIES lists them for tests/test_families.py and test_lora.py
+_BUILDERS = {"qwen2_vl": _qwen2_vl, "qwen2_5_vl": _qwen2_5_vl, "qwen3_vl": _qwen3_vl, "idefics3": _idefics3,
+             "llava": _llava}
+FAMILIES = tuple(_BUILDERS)

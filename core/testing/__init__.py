@@ -78,7 +78,8 @@ _ADVERSARIAL = [
 ]
 
 
-def synthetic_samples(task: Task, n: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+def generated_samples(task: Task, n: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` samples straight from ``task.synthetic`` (no ids, no split: what the checks feed the task)."""
     rng = random.Random(seed)
     return [task.synthetic(rng) for _ in range(n)]
 
@@ -330,7 +331,7 @@ def check_fuzz(task: Task, samples: list[dict[str, Any]], max_examples: int = 20
 def check_task(task: Task, *, max_examples: int = 200, n_samples: int = 4) -> dict[str, int]:
     """Run every contract check on ``task``. Returns counts of what was tried."""
     check_static(task)
-    samples = synthetic_samples(task, n_samples)
+    samples = generated_samples(task, n_samples)
     check_schema_and_synthetic(task, samples)
     check_perfect_answer(task, samples)
     check_perfect_evaluation(task, samples)
@@ -377,7 +378,7 @@ class TaskContract:
         return check_discoverable(self.task_name)
 
     def _samples(self) -> list[dict[str, Any]]:
-        return synthetic_samples(self._task())
+        return generated_samples(self._task())
 
     def test_discoverable(self) -> None:
         check_discoverable(self.task_name)

@@ -72,6 +72,17 @@ def model_defaults(num_params: int) -> dict[str, Any]:
     return {"learning_rate": PAPER_LEARNING_RATE, "max_new_tokens": PAPER_MAX_NEW_TOKENS, "threads": None}
 
 
+def use_threads(requested: int | None, num_params: int | None = None) -> None:
+    """The one thread policy of run, eval and sft: the threads asked for; else, once the model is known
+    (``num_params``), its size's default (:func:`model_defaults`); else torch's own choice. Called before
+    the model loads (so loading uses the threads asked for) and again after."""
+    import torch
+
+    threads = requested or (model_defaults(num_params)["threads"] if num_params is not None else None)
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def fill_model_defaults(config: dict[str, Any], num_params: int) -> list[str]:
     """Fill the model-dependent keys left null; returns the keys it filled."""
     defaults = model_defaults(num_params)

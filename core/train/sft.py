@@ -45,7 +45,7 @@ def answer_loss(policy: Policy, samples: Sequence[dict[str, Any]], tasks: Sequen
 
 
 def sft(
-    policy,
+    policy: Policy,
     tasks: Sequence[Task],
     steps: int,
     batch_size: int = 16,
@@ -73,7 +73,7 @@ def sft(
 
 
 def format_report(
-    policy, tasks: Sequence[Task], n: int = 64, batch_size: int = 16, max_new_tokens: int = 160
+    policy: Policy, tasks: Sequence[Task], n: int = 64, batch_size: int = 16, max_new_tokens: int = 160
 ) -> dict[str, dict[str, float]]:
     """Per task, on ``n`` held-out synthetic samples: fraction of greedy answers that parse + the task's metrics."""
     from perception_r1.data.synthetic import synthetic_samples
@@ -81,8 +81,7 @@ def format_report(
 
     report = {}
     for task in tasks:
-        samples = [prepare_sample(s, policy, task) for s in synthetic_samples(task, "heldout", n)]
-        metrics, records = evaluate_policy(policy, task, samples, batch_size=batch_size, max_new_tokens=max_new_tokens)
+        metrics, records = evaluate_policy(policy, task, synthetic_samples(task, "val", n), batch_size=batch_size, max_new_tokens=max_new_tokens)
         parsed = 0
         for r in records:
             try:

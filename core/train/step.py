@@ -84,7 +84,7 @@ def rollout(policy: Policy, records: list[Record], group_size: int, max_new_toke
     return result
 
 
-def score_records(
+def reward_records(
     rewards: Sequence[WeightedReward], records: list[Record]
 ) -> tuple[torch.Tensor, dict[str, list[float | None]]]:
     """Every reward on every record: (N,) weighted totals, and each component over the records."""

@@ -36,11 +36,12 @@ from perception_r1.train.config import (
     dump_yaml,
     fill_model_defaults,
     resolve_tasks,
+    use_threads,
 )
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.optim import gradients
 from perception_r1.train.rewards import build_rewards, component_means, describe
-from perception_r1.train.step import Record, assign_advantages, group_records, rollout, score_records
+from perception_r1.train.step import Record, assign_advantages, group_records, reward_records, rollout
 
 if TYPE_CHECKING:
     from perception_r1.model.policy import Rollout
@@ -103,8 +104,7 @@ class Trainer:
 
             self.out = out = Path(broadcast_object_list([str(out)])[0])
             config["out"] = str(out)
-        if config.get("threads"):
-            torch.set_num_threads(config["threads"])
+        use_threads(config.get("threads"))
         torch.manual_seed(config["seed"] * 1000 + self.rank)
         self.tasks = resolve_tasks(registry, config["task"], config["prompt_templates"])
         self.rewards = build_rewards(registry, self.tasks, config["rewards"])
@@ -114,8 +114,7 @@ class Trainer:
             given = {k for k, v in config.items() if v != DEFAULTS.get(k)}
         from_task = apply_task_defaults(config, self.tasks, set(config) if resume else given, num_params)
         by_size = fill_model_defaults(config, num_params)
-        if config["threads"]:
-            torch.set_num_threads(config["threads"])
+        use_threads(config["threads"])
         if self.main:
             line = start_line(config, self.policy.name, num_params, by_size, from_task, self.rewards)
             console.print(line, highlight=False, markup=False, soft_wrap=True)
@@ -145,14 +144,12 @@ class Trainer:
         for split, pool in pools.items():
             if not pool:
                 raise UserError(f"--data {self.config['data']}: no '{split}' samples for task '{task.name}'")
-            for sample in pool:
-                sample["task"] = task.name
         return pools
 
     def samples(self, task: Task, split: str, n: int, seed: int) -> list[dict[str, Any]]:
         """``n`` samples of ``task``: from its real data when --data is given, else synthetic."""
         if not self.pools:
-            return synthetic_samples(task, "train" if split == "train" else "heldout", n, seed=seed)
+            return synthetic_samples(task, split, n, seed=seed)
         pool = self.pools[task.name][split]
         if split != "train":
             return pool[:n]
@@ -164,7 +161,7 @@ class Trainer:
         seed = (self.config["seed"] * 1_000_003 + step) * 64 + self.rank
         tasks = round_robin(self.tasks, self.config["prompts_per_step"], step)
         samples = draw_for(tasks, lambda task, n: self.samples(task, "train", n, seed))
-        prepared = [prepare_sample(s, self.policy) for s in samples]
+        prepared = [prepare_sample(s, self.policy, task) for s, task in zip(samples, tasks, strict=True)]
         return group_records(prepared, tasks, self.config["group_size"])
 
     def heldout(self, task: Task) -> list[dict[str, Any]]:
@@ -180,7 +177,7 @@ class Trainer:
         rolled = rollout(self.policy, records, G, c["max_new_tokens"], c["temperature"])
         self.model.train()
         t_gen = time.perf_counter()
-        rewards, components = score_records(self.rewards, records)  # (N,)
+        rewards, components = reward_records(self.rewards, records)  # (N,)
         advantages = assign_advantages(records, rewards, G, c["scale_rewards"])  # (N,)
         update = self.update(rolled, advantages)
         metrics = {

@@ -12,12 +12,12 @@ from typing import Any
 
 from perception_r1 import ParseError
 from perception_r1.tasks.answers import (
+    answer_numbers,
     bare_json_list,
     bounded_text,
     fenced_block,
     list_span,
     load_json,
-    numbers,
 )
 
 MAX_CHARS = 300_000  # 200 polygons x 64 points fit comfortably; beyond is spam, not an answer
@@ -42,7 +42,7 @@ def _word(item: Any) -> Word:
         raise ParseError(f"a word's text is longer than {MAX_TEXT} characters")
     if not isinstance(polygon, list) or not 3 <= len(polygon) <= MAX_POINTS:
         raise ParseError(f'"polygon" must be a list of 3 to {MAX_POINTS} [x, y] points')
-    points = [numbers(point, 2, "a polygon point", limit=math.inf) for point in polygon]
+    points = [answer_numbers(point, 2, "a polygon point", limit=math.inf) for point in polygon]
     return Word(tuple(points), text)
 
 
