@@ -208,11 +208,13 @@ class Trainer:
                 logprobs, old_logprobs, ref_logprobs, advantages, mask,
                 clip_eps=c["clip_eps"], beta=c["beta"], how=c["loss_aggregation"], max_tokens=c["max_new_tokens"],
             )
+            idle = self._nothing_to_learn(advantages, stats.get("kl", 0.0))  # every rank decides the same
+            if idle:  # decided before the backward: a skipped update costs no backward pass
+                grad_norm = 0.0
+                continue
             grad_norm = gradients(loss, self.optimizer, list(self.model.parameters()), clip=1.0,
                                   backward=self.accelerator.backward, clip_fn=self.accelerator.clip_grad_norm_)
-            idle = self._nothing_to_learn(advantages, stats.get("kl", 0.0))
-            if not idle:
-                self.optimizer.step()
+            self.optimizer.step()
         return {"loss": loss.item(), "kl": stats.get("kl", 0.0), "clip_fraction": stats["clip_fraction"],
                 "grad_norm": grad_norm, "update_skipped": idle}
 
