@@ -30,6 +30,7 @@ from perception_r1.data import limits
 from perception_r1.data.hf import dataset_rows, is_dataset_source, named_rows, open_split
 from perception_r1.data.io import read_jsonl
 from perception_r1.errors import UserError
+from perception_r1.tasks import geometry
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
@@ -59,10 +60,10 @@ def row_numbers(values: Any, n: int, what: str) -> list[float]:
 
 def xywh_box(values: Any, what: str = "bbox") -> list[float]:
     """A COCO ``[x, y, w, h]`` box as ``[x1, y1, x2, y2]``."""
-    x, y, w, h = row_numbers(values, 4, what)
-    if w < 0 or h < 0:
+    box = row_numbers(values, 4, what)
+    if box[2] < 0 or box[3] < 0:
         raise BadRow(f"{what} has a negative width or height")
-    return [x, y, x + w, y + h]
+    return [float(v) for v in geometry.xywh_to_xyxy(box).reshape(4)]
 
 
 def xyxy_box(values: Any, what: str = "bbox") -> list[float]:

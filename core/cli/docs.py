@@ -68,9 +68,21 @@ def _hooks_and_helpers() -> list[str]:
     for name in ("register_tasks", "register_rewards"):
         hook = getattr(hookspecs, name)
         lines.append(f"- `{name}{inspect.signature(hook)}`: {_first_paragraph(hook)}".replace("'", ""))
-    lines += ["", "## Helper modules (`perception_r1.tasks.<name>`)", ""]
+    lines += ["", "## Helper modules (`perception_r1.tasks.<name>`)"]
     for name in HELPERS:
-        lines.append(f"- `{name}`: {_first_paragraph(import_module(f'perception_r1.tasks.{name}'))}")
+        module = import_module(f"perception_r1.tasks.{name}")
+        lines += ["", f"### `{name}`", "", _first_paragraph(module), ""] + _public_functions(module)
+    return lines
+
+
+def _public_functions(module: object) -> list[str]:
+    """Every public function defined in ``module``: its signature and the first paragraph of its docstring."""
+    lines = []
+    for name, fn in vars(module).items():
+        if name.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != getattr(module, "__name__", ""):
+            continue
+        signature = str(inspect.signature(fn)).replace("'", "")
+        lines.append(f"- `{name}{signature}`: {_first_paragraph(fn) or '(undocumented)'}")
     return lines
 
 

@@ -13,7 +13,7 @@ record's (a record of the shuffled-image control is regenerated from ``shown_ima
 image it was shown); (3) else the shapes are drawn on a blank canvas of ``image_size``. What to draw is the task's
 to say (``draw_solution`` / ``draw_answer``, see :class:`perception_r1.contract.Shapes`); a prediction is
 placed from the space the record says its completion is in (``coords``, else the task's). Ground truth is
-drawn in green, the prediction in magenta. Charts are matplotlib PNGs (Agg backend); every picture is inlined as
+drawn in cyan, the prediction in magenta. Charts are matplotlib PNGs (Agg backend); every picture is inlined as
 base64, so the page is one file. All text from files (model output included) is HTML-escaped.
 """
 
@@ -37,7 +37,8 @@ from perception_r1.data import io as pio
 from perception_r1.data import limits
 from perception_r1.data.synthetic import STREAMS, synthetic_samples
 
-TRUTH, PREDICTION = (20, 200, 60), (230, 0, 200)
+# cyan, not green: the synthetic scenes draw green shapes; no scene colour is cyan or magenta
+TRUTH, PREDICTION = (0, 200, 220), (230, 0, 200)
 #: gallery pictures are scaled so their longer side is this many pixels
 VIEW = 256
 GALLERY_SIZE = 6  # best and worst records shown each
@@ -145,7 +146,7 @@ def _is_file(path: str) -> bool:
 
 
 def draw(image: Image.Image | None, size: Sequence[float], truth: Shapes, pred: Shapes) -> tuple[Image.Image, float]:
-    """The picture scaled to :data:`VIEW` with truth (green) and prediction (magenta) drawn; and the scale.
+    """The picture scaled to :data:`VIEW` with truth (cyan) and prediction (magenta) drawn; and the scale.
 
     Without an image the blank canvas is made at the view's size, never at ``size`` (which a file gives)."""
     w, h = (min(max(float(v), 1.0), limits.MAX_IMAGE_SIDE) for v in size)
@@ -316,13 +317,13 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4}
 .card{width:270px;border:1px solid #ddd;border-radius:6px;padding:6px;font-size:12px;overflow-wrap:anywhere}
 .card img{display:block;margin:0 auto 4px auto;image-rendering:pixelated;max-width:256px}
 .reward{font-size:13px}.comp,.query{color:#555}.note{color:#a40}
-.truth{color:#14c83c;font-weight:700}.pred{color:#e600c8;font-weight:700}
+.truth{color:#00c8dc;font-weight:700}.pred{color:#e600c8;font-weight:700}
 code{font-size:11px;background:#f6f6f6}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
 """
 
 
-LEGEND = ("<p class=legend>ground truth<span style='background:#14c83c'></span>"
+LEGEND = ("<p class=legend>ground truth<span style='background:#00c8dc'></span>"
           "prediction<span style='background:#e600c8'></span></p>")
 
 
