@@ -102,6 +102,7 @@ def instrument(timers: Timers, model: Any) -> None:
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    import perception_r1.train.step as step_module
     import perception_r1.train.trainer as trainer_module
     from perception_r1.registry import get_registry
     from perception_r1.train.config import resolve
@@ -125,7 +126,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     trainer.batch_for = timers.wrap("data", trainer.batch_for)
     policy.encode_prompts = timers.wrap("prompt encoding", policy.encode_prompts)
     policy.decode = timers.wrap("decode", policy.decode)
-    trainer_module.score = timers.wrap("rewards", trainer_module.score)
+    step_module.score = timers.wrap("rewards", step_module.score)  # score_records calls it
     trainer_module.grpo_loss = timers.wrap("loss", trainer_module.grpo_loss)
     trainer.accelerator.clip_grad_norm_ = timers.wrap("grad clip", trainer.accelerator.clip_grad_norm_)
     trainer.optimizer.step = timers.wrap("optimizer step", trainer.optimizer.step)
