@@ -12,6 +12,7 @@ same way (must be exactly equal) and, unrounded, the largest absolute difference
 
     python benchmarks/coco_eval.py                 # 5,000 images
     python benchmarks/coco_eval.py --images 500    # a quicker run
+    python benchmarks/coco_eval.py --smoke         # 20 images, 1 round: checks the script runs
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ import argparse
 import contextlib
 import io
 import random
-import time
 from typing import Any
 
 import numpy as np
-from _common import machine, table
+from _common import alternating, installed, machine, parse_args, pycocotools_stats, table
 
 from perception_r1.tasks.coco import COCO_CLASSES, PERCENT_DECIMALS, STAT_NAMES, ImageBoxes, coco_ap
 
 IMAGE_SIZE = (640.0, 480.0)
 TOLERANCE = 1e-9
+SMOKE = {"images": 20, "rounds": 1}
 
 
 def synthetic(n_images: int, seed: int = 0) -> tuple[list[ImageBoxes], list[ImageBoxes]]:
@@ -78,22 +79,6 @@ def coco_dicts(truths: list[ImageBoxes], predictions: list[ImageBoxes]) -> tuple
     return dataset, detections
 
 
-def plain_pycocotools(dataset: dict[str, Any], detections: list[dict]) -> np.ndarray:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = dataset
-        gt.createIndex()
-        dt = gt.loadRes(detections)
-        ev = COCOeval(gt, dt, iouType="bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return np.asarray(ev.stats, dtype=np.float64)
-
-
 def faster_coco_eval(dataset: dict[str, Any], detections: list[dict]) -> np.ndarray:
     from faster_coco_eval import COCO, COCOeval_faster
 
@@ -107,49 +92,32 @@ def faster_coco_eval(dataset: dict[str, Any], detections: list[dict]) -> np.ndar
     return np.asarray(ev.stats[:12], dtype=np.float64)
 
 
-def alternating(sides: dict[str, Any], rounds: int) -> dict[str, tuple[float, Any]]:
-    """{name: (fastest seconds, result)}, the sides run in turn each round so load from other users of the
-    shared cores hits both alike; the fastest round counts, as load only ever adds time."""
-    best: dict[str, tuple[float, Any]] = {}
-    for _ in range(rounds):
-        for name, fn in sides.items():
-            start = time.perf_counter()
-            out = fn()
-            seconds = time.perf_counter() - start
-            if name not in best or seconds < best[name][0]:
-                best[name] = (seconds, out)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds per side (fastest counts)")
-    args = parser.parse_args()
+    args = parse_args(parser, SMOKE)
     print(f"machine: {machine()}")
     truths, predictions = synthetic(args.images)
     n_gt = sum(len(t.labels) for t in truths)
     n_dt = sum(len(p.labels) for p in predictions)
     print(f"{args.images} images, {n_gt} ground-truth boxes, {n_dt} predicted boxes (score 1.0)\n")
 
+    fast_installed = installed("faster_coco_eval", "the faster-coco-eval side")
     # warm-up on a few images: imports and first-call costs stay out of the timings
     small = coco_dicts(truths[:20], predictions[:20])
     coco_ap(truths[:20], predictions[:20])
-    plain_pycocotools(*small)
-    with contextlib.suppress(ImportError):
+    pycocotools_stats(*small)
+    if fast_installed:
         faster_coco_eval(*small)
 
     sides = {
         "ours": lambda: coco_ap(truths, predictions),
         # plain pycocotools: the time includes building its dicts, as coco_ap's includes building them
-        "plain": lambda: plain_pycocotools(*coco_dicts(truths, predictions)),
+        "plain": lambda: pycocotools_stats(*coco_dicts(truths, predictions)),
     }
-    try:
-        import faster_coco_eval as _  # noqa: F401
-
+    if fast_installed:
         sides["fast"] = lambda: faster_coco_eval(*coco_dicts(truths, predictions))
-    except ImportError:
-        pass
     results = alternating(sides, args.rounds)
     (t_ours, ours), (t_plain, plain) = results["ours"], results["plain"]
     rounded = {name: round(100.0 * float(plain[i]), PERCENT_DECIMALS) for name, i in STAT_NAMES.items() if plain[i] >= 0}

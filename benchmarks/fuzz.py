@@ -13,6 +13,7 @@ outside ``reward_range`` and NaN.
     python benchmarks/fuzz.py                 # 100,000 per task: every task and plugin installed
     python benchmarks/fuzz.py --n 2000        # a small share (tests/test_fuzz.py runs one)
     python benchmarks/fuzz.py --tasks ocr,detection
+    python benchmarks/fuzz.py --smoke         # 60 per task and reward (no 10 MB string): checks the script runs
 
 Done when (issue 15): 0 exceptions, 0 NaN, 0 out of range, max < 500 ms per call for every task.
 """
@@ -198,13 +199,13 @@ def run(n: int, task_names: list[str] | None = None, seed: int = 0, rewards: boo
 
 
 def main() -> None:
-    from _common import machine, table
+    from _common import machine, parse_args, table
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="completions per task (default 100,000)")
     parser.add_argument("--tasks", help="comma-separated task names (default: every installed task and reward)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parse_args(parser, {"n": 60})
     print(machine())
     start = time.perf_counter()
     results = run(args.n, args.tasks.split(",") if args.tasks else None, args.seed)

@@ -19,6 +19,7 @@ loss arithmetic, gradient clipping, optimizer step, logging).
 
     python benchmarks/grpo_step.py                 # 8 x 8, 64 tokens, 1 warm-up + 3 timed steps per side, 1 torch thread
     python benchmarks/grpo_step.py --tokens 32 --steps 3
+    python benchmarks/grpo_step.py --smoke         # 2 x 2, 4 tokens, 1 step per side: checks the script runs
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from _common import installed, machine, parse_args, run_child, table, trl_grpo_config
 
 SIDES = {
     "ours": "perception-r1 Trainer.train_step",
@@ -41,6 +45,7 @@ SIDES = {
     "trl-defaults": "TRL GRPOTrainer (defaults: grad checkpointing on)",
 }
 COMPUTE = ("generate", "forward", "backward")  # "model compute" in the overhead share
+SMOKE = {"prompts": 2, "group": 2, "tokens": 4, "steps": 1, "warmup": 0}
 
 
 class Timers:
@@ -102,6 +107,7 @@ def instrument(timers: Timers, model: Any) -> None:
 def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    import perception_r1.train.step as step_module
     import perception_r1.train.trainer as trainer_module
     from perception_r1.registry import get_registry
     from perception_r1.train.config import resolve
@@ -125,7 +131,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     trainer.batch_for = timers.wrap("data", trainer.batch_for)
     policy.encode_prompts = timers.wrap("prompt encoding", policy.encode_prompts)
     policy.decode = timers.wrap("decode", policy.decode)
-    trainer_module.score = timers.wrap("rewards", trainer_module.score)
+    step_module.score = timers.wrap("rewards", step_module.score)  # score_records calls it
     trainer_module.grpo_loss = timers.wrap("loss", trainer_module.grpo_loss)
     trainer.accelerator.clip_grad_norm_ = timers.wrap("grad clip", trainer.accelerator.clip_grad_norm_)
     trainer.optimizer.step = timers.wrap("optimizer step", trainer.optimizer.step)
@@ -176,8 +182,6 @@ def run_trl(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
     def reward(completions: list[Any], idx: list[int], **_: Any) -> list[float]:
         return [task.reward(c[0]["content"], samples[i]).total for c, i in zip(completions, idx, strict=True)]
 
-    from _common import trl_grpo_config
-
     config = trl_grpo_config(args, total_steps, checkpointing, "bench-trl-")
     trainer = GRPOTrainer(model=args.model, reward_funcs=reward, args=config, train_dataset=dataset,
                           processing_class=processor)
@@ -213,8 +217,6 @@ def run_trl(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
 
 # -- parent --------------------------------------------------------------------------------------
 def child(side: str, args: argparse.Namespace) -> dict[str, Any]:
-    from _common import run_child
-
     return run_child(__file__, side, [
         "--child", side, "--model", args.model, "--task", args.task, "--prompts", str(args.prompts), "--group",
         str(args.group), "--tokens", str(args.tokens), "--steps", str(args.steps), "--warmup", str(args.warmup),
@@ -235,28 +237,29 @@ def main() -> None:
     parser.add_argument("--sides", default=",".join(SIDES), help=f"comma list of {', '.join(SIDES)}")
     parser.add_argument("--model", help="model directory (default: the embedded model, saved to a temp dir)")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, SMOKE)
 
     if args.child:
         result = run_ours(args) if args.child == "ours" else run_trl(args, checkpointing=args.child == "trl-defaults")
         print(json.dumps(result))
         return
 
-    from _common import machine, table
-
     from perception_r1.model.policy import Policy
 
     print(f"machine: {machine()}")
     if args.model is None:  # one saved copy, so both sides start from identical weights
         args.model = str(Policy.load(None).save(Path(tempfile.mkdtemp(prefix="bench-model-")) / "tiny"))
-    import trl
+    sides = args.sides.split(",")
+    if any(side != "ours" for side in sides) and not installed("trl", "the TRL sides"):
+        sides = [side for side in sides if side == "ours"]
+    trl_version = version("trl") if "trl" in sides or "trl-defaults" in sides else "not run"
 
     print(f"model {args.model}; task {args.task}; {args.prompts} prompts x G={args.group} = "
-          f"{args.prompts * args.group} completions of {args.tokens} tokens; TRL {trl.__version__}; "
+          f"{args.prompts * args.group} completions of {args.tokens} tokens; TRL {trl_version}; "
           f"{args.warmup} warm-up + {args.steps} timed steps per side, each side in its own process\n")
     results: dict[str, dict[str, Any]] = {}
     for _ in range(args.rounds):  # sides in turn, so load from other users of the cores hits all of them
-        for side in args.sides.split(","):
+        for side in sides:
             r = child(side, args)
             if side not in results or statistics.median(r["step_seconds"]) < statistics.median(
                     results[side]["step_seconds"]):

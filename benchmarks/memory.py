@@ -11,6 +11,7 @@ model's attention and MLP projections). Each (side, setting) runs in its own sub
 
     python benchmarks/memory.py                     # 2 x 4 completions of 16 tokens, 1 warm-up + 2 timed steps
     python benchmarks/memory.py --settings full,lora --sides ours
+    python benchmarks/memory.py --smoke             # a 2-layer model, 2 x 2 of 4 tokens, 1 step: checks it runs
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ import statistics
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from _common import installed, machine, parse_args, run_child, smoke_model, table, trl_grpo_config
 from grpo_step import peak_rss_mb
 
 SETTINGS = {"full": "full fine-tuning", "lora": "LoRA r=16", "checkpointing": "full + gradient checkpointing"}
 SIDES = {"ours": "perception-r1", "trl": "TRL GRPOTrainer"}
 LORA_RANK = 16
+SMOKE = {"prompts": 2, "group": 2, "tokens": 4, "steps": 1, "warmup": 0}
 
 
 def build_model(out: Path) -> Path:
@@ -105,8 +109,6 @@ def run_trl(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     if setting == "lora":
         peft_config = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0,
                                  target_modules=_lora_targets(args.model))
-    from _common import trl_grpo_config
-
     config = trl_grpo_config(args, total, setting == "checkpointing", "bench-mem-trl-")
     trainer = GRPOTrainer(model=args.model, reward_funcs=reward, args=config, train_dataset=dataset,
                           processing_class=loader.processor, peft_config=peft_config)
@@ -127,8 +129,6 @@ def run_trl(args: argparse.Namespace, setting: str) -> dict[str, Any]:
 
 
 def child(side: str, setting: str, args: argparse.Namespace) -> dict[str, Any]:
-    from _common import run_child
-
     return run_child(__file__, f"{side} {setting}", [
         "--child", f"{side}:{setting}", "--model", args.model, "--prompts", str(args.prompts), "--group",
         str(args.group), "--tokens", str(args.tokens), "--steps", str(args.steps), "--warmup", str(args.warmup),
@@ -147,30 +147,34 @@ def main() -> None:
     parser.add_argument("--sides", default=",".join(SIDES))
     parser.add_argument("--model", help="model directory (default: a ~100M random-init Qwen2-VL built to a temp dir)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, SMOKE)
     if args.child:
         side, setting = args.child.split(":")
         print(json.dumps((run_ours if side == "ours" else run_trl)(args, setting)))
         return
 
-    from _common import machine, table
-
     print(f"machine: {machine()}")
     if args.model is None:
-        args.model = str(build_model(Path(tempfile.mkdtemp(prefix="bench-mem-")) / "model"))
-    import trl
+        build = smoke_model if args.smoke else build_model
+        args.model = str(build(Path(tempfile.mkdtemp(prefix="bench-mem-")) / "model"))
+    sides, settings = args.sides.split(","), args.settings.split(",")
+    if "trl" in sides and not installed("trl", "the TRL side"):
+        sides.remove("trl")
+    if "lora" in settings and not installed("peft", "the LoRA setting"):
+        settings.remove("lora")
 
     print(f"model {args.model}; counting; {args.prompts} prompts x G={args.group} completions of {args.tokens} "
-          f"tokens; TRL {trl.__version__}; {args.warmup} warm-up + {args.steps} timed steps, each run its own process\n")
+          f"tokens; TRL {version('trl') if 'trl' in sides else 'not run'}; {args.warmup} warm-up + {args.steps} "
+          "timed steps, each run its own process\n")
     rows, results = [], {}
-    for setting in args.settings.split(","):
-        for side in args.sides.split(","):
+    for setting in settings:
+        for side in sides:
             r = results[side, setting] = child(side, setting, args)
             rows.append([SETTINGS[setting], SIDES[side], f"{r['trainable'] / 1e6:.2f}M",
                          f"{statistics.median(r['step_seconds']):.2f}", f"{r['peak_rss_mb']:.0f}"])
             print(f"  {SETTINGS[setting]}, {SIDES[side]}: done", file=sys.stderr)
     print(table(["setting", "side", "trainable", "s/step (median)", "peak RSS MB"], rows))
-    for setting in args.settings.split(","):
+    for setting in settings:
         if ("ours", setting) in results and ("trl", setting) in results:
             ours, theirs = results["ours", setting], results["trl", setting]
             speed = statistics.median(theirs["step_seconds"]) / statistics.median(ours["step_seconds"])

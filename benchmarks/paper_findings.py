@@ -17,6 +17,8 @@ Per task and seed, from the same base (``--model``, default the embedded base):
 Each seed runs in its own process (``--jobs`` at a time), one model at a time, on ``--threads`` torch threads.
 
     python benchmarks/paper_findings.py [--model DIR] [--seeds 0 1] [--jobs 2] [--eval-samples 256]
+    python benchmarks/paper_findings.py --smoke    # ocr and detection, 2 steps x 2 prompts, 4 held-out samples,
+                                                   # a 2-layer model (unless --model): checks the script runs
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import machine, table
+from _common import machine, smoke_model, table
+from _common import parse_args as parse_with_smoke
 
 TASKS = ("grounding", "ocr", "counting", "detection")
 SEQUENTIAL = "detection-sequential"
+SMOKE = {"tasks": "ocr,detection", "steps": 2, "prompts_per_step": 2, "eval_samples": 4}
 
 
 def held_out(task, n: int) -> list[dict[str, Any]]:
@@ -205,7 +209,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-matching", dest="matching", action="store_false", help="skip (b), the matching ablation")
     p.add_argument("--json", help="also write the raw numbers (per task and seed) to this JSON file")
     p.add_argument("--work", help="directory for the run directories (default: a temporary one)")
-    return p.parse_args(argv)
+    return parse_with_smoke(p, SMOKE, argv)
 
 
 def per_seed_processes(args, argv: list[str], work: Path, log) -> list[dict[str, Any]]:
@@ -259,6 +263,9 @@ def main(argv: list[str] | None = None) -> str:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
+        if args.smoke and args.model is None:  # built once; the seed processes get it as --model
+            args.model = str(smoke_model(work / "smoke-model"))
+            argv += ["--model", args.model]
         if args.jobs > 1 and len(args.seeds) > 1:
             rows = per_seed_processes(args, argv, work, log)
         else:

@@ -11,7 +11,7 @@ same reward written the way per-sample reward functions usually are: the distanc
 loops over the pairs, then scipy's Hungarian.
 
     python benchmarks/rewards.py            # full run (about a minute)
-    python benchmarks/rewards.py --quick    # fewer samples, for a smoke test
+    python benchmarks/rewards.py --smoke    # 1 sample per size, 1 round: checks the script runs
 
 Targets (issue 8): detection >= 20x faster than per-sample COCOeval and < 5 ms/sample at 100 x 100.
 """
@@ -19,21 +19,20 @@ Targets (issue 8): detection >= 20x faster than per-sample COCOeval and < 5 ms/s
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import math
 import random
 from typing import Any
 
 import numpy as np
-from _common import best_of, machine, table
+from _common import best_of, machine, parse_args, pycocotools_stats, table
 
 from perception_r1.tasks.coco import COCO_CLASSES
 from perception_r1.tasks.counting import CountingTask
 from perception_r1.tasks.detection import DetectionTask
 
 IMAGE_SIZE = (640, 480)
+SMOKE = {"batch": 1, "repeats": 1}
 
 
 # -- synthetic samples ---------------------------------------------------------------------------
@@ -74,9 +73,6 @@ def counting_sample(rng: random.Random, n: int) -> tuple[str, dict[str, Any]]:
 # -- the alternatives ----------------------------------------------------------------------------
 def cocoeval_reward(completion: str, sample: dict[str, Any]) -> float:
     """AP of one completion against its sample with pycocotools, as per-sample COCOeval rewards do it."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     text = completion.strip().removeprefix("```json").removesuffix("```")
     try:
         objects = json.loads(text)
@@ -98,17 +94,9 @@ def cocoeval_reward(completion: str, sample: dict[str, Any]) -> float:
                                "score": 1.0})
     if not detections:
         return 0.0
-    with contextlib.redirect_stdout(io.StringIO()):  # COCO and COCOeval print progress
-        gt = COCO()
-        gt.dataset = {"images": [{"id": 1, "width": w, "height": h}], "annotations": annotations,
-                      "categories": [{"id": i, "name": n} for n, i in cat.items()]}
-        gt.createIndex()
-        dt = gt.loadRes(detections)
-        evaluator = COCOeval(gt, dt, iouType="bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return max(0.0, float(evaluator.stats[0]))
+    dataset = {"images": [{"id": 1, "width": w, "height": h}], "annotations": annotations,
+               "categories": [{"id": i, "name": n} for n, i in cat.items()]}
+    return max(0.0, float(pycocotools_stats(dataset, detections)[0]))
 
 
 def loop_counting_reward(completion: str, sample: dict[str, Any], task: CountingTask) -> float:
@@ -146,9 +134,10 @@ def per_sample_ms(fn, pairs: list[tuple[str, dict[str, Any]]], repeats: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer samples and rounds (smoke test)")
-    args = parser.parse_args()
-    batch, repeats = (4, 1) if args.quick else (16, 3)
+    parser.add_argument("--batch", type=int, default=16, help="samples per size")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (fastest counts)")
+    args = parse_args(parser, SMOKE)
+    batch, repeats = args.batch, args.repeats
     print(f"machine: {machine()}")
     print(f"batch of {batch} samples per size; best of {repeats} rounds; ms per sample\n")
 

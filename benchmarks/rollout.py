@@ -9,6 +9,7 @@ model's generation config), so all sides generate the same number of tokens.
 
     python benchmarks/rollout.py                      # P=8 prompts x G=8, 64 tokens, 1 thread
     python benchmarks/rollout.py --tokens 32 --uncached --rounds 2
+    python benchmarks/rollout.py --smoke              # 2 x 2 of 4 tokens, every side: checks the script runs
 
 One torch thread by default: on 2 cores shared with other jobs, OpenMP threads spin-waiting for a
 busy core inflate 2-thread timings by up to 10x and make them unrepeatable.
@@ -17,10 +18,9 @@ busy core inflate 2-thread timings by up to 10x and make them unrepeatable.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-from _common import machine, table
+from _common import alternating, machine, parse_args, table
 
 from perception_r1.data.prepare import prepare_sample
 from perception_r1.data.synthetic import synthetic_samples
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--uncached", action="store_true", help="also run the batched call without KV cache")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--rounds", type=int, default=1, help="run the sides in turn this many times; fastest counts")
-    args = parser.parse_args()
+    args = parse_args(parser, {"prompts": 2, "group": 2, "tokens": 4, "uncached": True})
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()}")
@@ -77,14 +77,7 @@ def main() -> None:
     sides = {"batched G completions, KV cache": batched, "one completion per call, KV cache": naive}
     if args.uncached:
         sides["batched G completions, no KV cache"] = uncached
-    results: dict[str, tuple[float, int]] = {}
-    for _ in range(args.rounds):  # in turn, so load from other users of the cores hits every side
-        for name, fn in sides.items():
-            start = time.perf_counter()
-            tokens = fn()
-            seconds = time.perf_counter() - start
-            if name not in results or seconds < results[name][0]:
-                results[name] = (seconds, tokens)
+    results = alternating(sides, args.rounds)  # in turn, so load from other users of the cores hits every side
     base_s, base_tokens = results["one completion per call, KV cache"]
     rows = []
     for name, (seconds, tokens) in results.items():
