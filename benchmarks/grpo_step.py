@@ -131,7 +131,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     trainer.batch_for = timers.wrap("data", trainer.batch_for)
     policy.encode_prompts = timers.wrap("prompt encoding", policy.encode_prompts)
     policy.decode = timers.wrap("decode", policy.decode)
-    step_module.score = timers.wrap("rewards", step_module.score)  # score_records calls it
+    step_module.score = timers.wrap("rewards", step_module.score)  # reward_records calls it
     trainer_module.grpo_loss = timers.wrap("loss", trainer_module.grpo_loss)
     trainer.accelerator.clip_grad_norm_ = timers.wrap("grad clip", trainer.accelerator.clip_grad_norm_)
     trainer.optimizer.step = timers.wrap("optimizer step", trainer.optimizer.step)
@@ -171,7 +171,7 @@ def run_trl(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
     processor = Policy.load(args.model).processor
     loader = Policy.load(args.model)  # only to prepare samples exactly as our trainer does (coordinate space)
     total_steps = args.warmup + args.steps
-    samples = [prepare_sample(s, loader) for s in synthetic_samples(task, "train", total_steps * args.prompts, seed=0)]
+    samples = [prepare_sample(s, loader, task) for s in synthetic_samples(task, "train", total_steps * args.prompts, seed=0)]
     del loader
     dataset = datasets.Dataset.from_dict({
         "prompt": [[{"role": "user", "content": task.prompt(s)}] for s in samples],

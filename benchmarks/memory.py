@@ -97,7 +97,7 @@ def run_trl(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     task = get_registry().task("counting")
     loader = Policy.load(args.model)
     total = args.warmup + args.steps
-    samples = [prepare_sample(s, loader) for s in synthetic_samples(task, "train", total * args.prompts, seed=0)]
+    samples = [prepare_sample(s, loader, task) for s in synthetic_samples(task, "train", total * args.prompts, seed=0)]
     dataset = datasets.Dataset.from_dict({
         "prompt": [[{"role": "user", "content": task.prompt(s)}] for s in samples],
         "image": [s["image"] for s in samples], "idx": list(range(len(samples)))})

@@ -44,7 +44,7 @@ def main() -> None:
     policy = Policy.load(None)
     n_params = sum(p.numel() for p in policy.model.parameters())
     task = get_registry().task(args.task)
-    samples = [prepare_sample(s, policy) for s in synthetic_samples(task, "train", args.prompts, seed=0)]
+    samples = [prepare_sample(s, policy, task) for s in synthetic_samples(task, "train", args.prompts, seed=0)]
     prompts = [task.prompt(s) for s in samples]
     images = [s["image"] for s in samples]
     policy.generate(prompts[:1], images[:1], num_generations=2, max_new_tokens=4)  # warm-up
