@@ -111,6 +111,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     import perception_r1.train.trainer as trainer_module
     from perception_r1.registry import get_registry
     from perception_r1.train.config import resolve
+    from perception_r1.train.plan import plan_run
     from perception_r1.train.trainer import Trainer
 
     torch.manual_seed(0)
@@ -119,7 +120,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         "max_new_tokens": args.tokens, "learning_rate": 1e-4, "beta": 0.04, "eval_samples": 0,
         "log_completions_every": 10**9, "checkpoint_every": 0, "loss_aggregation": "grpo", "threads": args.threads,
     })
-    trainer = Trainer(config, get_registry(), Path(tempfile.mkdtemp(prefix="bench-ours-")))
+    trainer = Trainer(plan_run(config, get_registry()), Path(tempfile.mkdtemp(prefix="bench-ours-")))
     policy, model = trainer.policy, trainer.policy.model
     model.generation_config.min_new_tokens = args.tokens  # fixed completion length
 

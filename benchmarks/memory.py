@@ -49,6 +49,7 @@ def run_ours(args: argparse.Namespace, setting: str) -> dict[str, Any]:
 
     from perception_r1.registry import get_registry
     from perception_r1.train.config import resolve
+    from perception_r1.train.plan import plan_run
     from perception_r1.train.trainer import Trainer
 
     torch.manual_seed(0)
@@ -58,7 +59,7 @@ def run_ours(args: argparse.Namespace, setting: str) -> dict[str, Any]:
         "log_completions_every": 10**9, "checkpoint_every": 0, "threads": args.threads,
         "lora_rank": LORA_RANK if setting == "lora" else None, "gradient_checkpointing": setting == "checkpointing",
     })
-    trainer = Trainer(config, get_registry(), Path(tempfile.mkdtemp(prefix="bench-mem-ours-")))
+    trainer = Trainer(plan_run(config, get_registry()), Path(tempfile.mkdtemp(prefix="bench-mem-ours-")))
     trainer.policy.model.generation_config.min_new_tokens = args.tokens
     seconds = []
     for step in range(args.warmup + args.steps):

@@ -65,6 +65,7 @@ def rl(args, task_name: str, seed: int, out: Path):
     """The trainer as `perception-r1 run` resolves it: defaults, then the budget, seed and threads; no eval."""
     from perception_r1.registry import get_registry
     from perception_r1.train import config as cfg
+    from perception_r1.train.plan import plan_run
     from perception_r1.train.trainer import Trainer
 
     overrides = {"task": task_name, "model": args.model, "seed": seed, "steps": args.steps, "eval_samples": 0,
@@ -72,9 +73,9 @@ def rl(args, task_name: str, seed: int, out: Path):
                  "out": str(out)}
     overrides = {k: v for k, v in overrides.items() if v is not None}  # unset: as `run` resolves it
     config = cfg.resolve(None, overrides)
-    trainer = Trainer(config, get_registry(), out, given=set(overrides))  # the rest: as `run` fills it
+    trainer = Trainer(plan_run(config, get_registry(), given=set(overrides)), out)  # the rest: as `run` fills it
     trainer.run()
-    return trainer.policy, config
+    return trainer.policy, dict(trainer.config)
 
 
 def sft(args, task, seed: int, steps: int, batch_size: int):

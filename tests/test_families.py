@@ -36,6 +36,13 @@ def policy(family_dir):
     return Policy.load(family_dir[1])
 
 
+def test_the_size_a_run_plans_with_is_the_loaded_models(family_dir, policy):
+    """`run` picks size-dependent defaults from the safetensors headers before loading anything."""
+    from perception_r1.model.families import count_parameters
+
+    assert count_parameters(family_dir[1]) == policy.num_parameters
+
+
 def test_torchvision_is_not_needed():
     with pytest.raises(ImportError):
         import torchvision  # noqa: F401  (the point: every family below loads without it)

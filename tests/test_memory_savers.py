@@ -51,11 +51,12 @@ def test_gradient_checkpointing_gives_the_same_log_probs_and_gradients(tiny_dir)
 def test_beta_zero_runs_no_reference_forward(tiny_dir, tmp_path, monkeypatch):
     from perception_r1.registry import get_registry
     from perception_r1.train import config as cfg
+    from perception_r1.train.plan import plan_run
     from perception_r1.train.trainer import Trainer
 
     config = cfg.resolve(None, {"task": "ocr", "model": str(tiny_dir), "beta": 0.0, "group_size": 2,
                                 "prompts_per_step": 1, "max_new_tokens": 4, "eval_samples": 0, "threads": 1})
-    trainer = Trainer(config, get_registry(), tmp_path / "run")
+    trainer = Trainer(plan_run(config, get_registry()), tmp_path / "run")
     assert trainer.reference is None
     calls = []
     original = trainer.policy.token_logprobs

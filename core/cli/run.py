@@ -47,7 +47,8 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
     from perception_r1.train import config as cfg
     from perception_r1.train import rundir
     from perception_r1.train.launch import relaunch_if_needed
-    from perception_r1.train.rewards import build_rewards, parse_reward_flags
+    from perception_r1.train.plan import plan_run
+    from perception_r1.train.rewards import parse_reward_flags
 
     flags = {
         "learning_rate": lr,
@@ -70,13 +71,12 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
         run_dir = Path(out or config["out"] or f"runs/{config['task'].replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}")
         if main:  # other ranks start when the main process has claimed the directory
             rundir.check_new(run_dir)
-    # every config mistake (task, prompt template, reward name) is one line here, before torch is imported
-    # or workers are started: the Trainer resolves the same and cannot fail on them later
-    registry = get_registry()
-    build_rewards(registry, cfg.resolve_tasks(registry, config["task"], config["prompt_templates"]), config["rewards"])
+    config["out"] = str(run_dir)
+    # the whole configuration is settled here, before torch is imported or workers are started: every
+    # mistake (task, prompt template, reward, a task's settings) is one line, and the Trainer edits nothing
+    plan = plan_run(config, get_registry(), given=None if resume_dir else given, resume=bool(resume_dir))
     relaunch_if_needed((click.get_current_context().find_object(dict) or {}).get("argv", sys.argv[1:]))
     from perception_r1.train.trainer import Trainer
 
-    config["out"] = str(run_dir)
     with rundir.locked(run_dir, main_process=main):  # one writer per directory (run.lock)
-        Trainer(config, registry, run_dir, resume=bool(resume_dir), given=None if resume_dir else given).run()
+        Trainer(plan, run_dir, resume=bool(resume_dir)).run()

@@ -9,7 +9,13 @@ and which modules LoRA adapts. Any other ``AutoModelForImageTextToText`` with a 
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
+
+#: the embedded tiny default (``--model`` unset)
+DEFAULT_MODEL = Path(__file__).parent.parent / "assets" / "tiny-base"
 
 
 @dataclass(frozen=True)
@@ -50,3 +56,31 @@ def family_of(model_type: str | None) -> Family | None:
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
     return GENERIC if model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES else None
+
+
+def count_parameters(model: str | Path | None) -> int | None:
+    """Parameters of a model directory's weights, read from the safetensors headers alone (no torch, no
+    weights loaded), so a run's size-dependent settings are known before anything heavy starts; tied weights
+    are stored once, as ``model.parameters()`` counts them. None when the directory has no readable
+    safetensors header (the loader then says what is wrong)."""
+    path = Path(model) if model is not None else DEFAULT_MODEL
+    index = path / "model.safetensors.index.json"
+    try:
+        files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else [
+            "model.safetensors"]
+        return sum(_header_parameters(path / name) for name in files)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+#: a safetensors header is a few KB per tensor; past this it is not a model's
+MAX_HEADER_BYTES = 100_000_000
+
+
+def _header_parameters(file: Path) -> int:
+    with file.open("rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        if not 0 < size <= MAX_HEADER_BYTES:
+            raise ValueError(f"{file}: not a safetensors file")
+        header = json.loads(handle.read(size))
+    return sum(math.prod(entry["shape"]) for key, entry in header.items() if key != "__metadata__")

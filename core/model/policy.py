@@ -26,7 +26,7 @@ from PIL import Image
 
 from perception_r1.contract import MODEL_COORD_SPACES
 from perception_r1.errors import UserError
-from perception_r1.model.families import FAMILIES, Family, family_of
+from perception_r1.model.families import DEFAULT_MODEL, FAMILIES, Family, family_of
 from perception_r1.model.processor import (
     PerceptionProcessor,
     load_stock_processor,
@@ -37,8 +37,6 @@ from perception_r1.model.processor import (
 
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).parent.parent / "assets"
-DEFAULT_MODEL = ASSETS / "tiny-base"
 # model_type -> (model class name in transformers, coordinate space the model answers in); any other
 # AutoModelForImageTextToText is served too (``families.GENERIC``)
 SUPPORTED = {t: (f.model_class, f.coord_space) for t, f in FAMILIES.items()}

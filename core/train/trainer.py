@@ -14,6 +14,7 @@ import json
 import random
 import resource
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,19 +29,15 @@ from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.model.lora import adapter_off
-from perception_r1.registry import Registry
 from perception_r1.train import checkpoint, rundir
 from perception_r1.train.config import (
-    DEFAULTS,
-    apply_task_defaults,
     dump_yaml,
-    fill_model_defaults,
-    resolve_tasks,
     use_threads,
 )
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.optim import gradients
-from perception_r1.train.rewards import build_rewards, component_means, describe
+from perception_r1.train.plan import RunPlan
+from perception_r1.train.rewards import component_means, describe
 from perception_r1.train.step import Record, assign_advantages, group_records, reward_records, rollout
 
 if TYPE_CHECKING:
@@ -49,7 +46,7 @@ if TYPE_CHECKING:
 EVAL_SEED = 0  # the held-out set is the same for every run, whatever its --seed, so runs compare
 
 
-def start_line(config: dict[str, Any], model: str, num_params: int, by_size: list[str], from_task: list[str],
+def start_line(config: Mapping[str, Any], model: str, num_params: int, by_size: list[str], from_task: list[str],
                rewards) -> str:
     """What a run will do, printed before it starts: the settings a user most often needs to check."""
     size = f"a model of {num_params / 1e6:.1f}M parameters"
@@ -85,15 +82,13 @@ NO_SIGNAL_WARNING = 5
 
 
 class Trainer:
-    def __init__(self, config: dict[str, Any], registry: Registry, out: Path, resume: bool = False,
-                 given: set[str] | None = None) -> None:
-        """``given``: the config keys the user set (the rest may take the task's small-model defaults); None
-        (a library caller) counts every key that differs from the defaults as set."""
+    def __init__(self, plan: RunPlan, out: Path, resume: bool = False) -> None:
+        """Train as ``plan`` says (:func:`perception_r1.train.plan.plan_run`): its config is read, never edited."""
         from accelerate import Accelerator
 
         from perception_r1.model.policy import Policy
 
-        self.config = config
+        config = self.config = plan.config
         self.out = out
         # mixed_precision null: accelerate's own choice (its launch config or env); "bf16" autocasts forwards
         self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.get("mixed_precision"))
@@ -103,20 +98,13 @@ class Trainer:
             from accelerate.utils import broadcast_object_list
 
             self.out = out = Path(broadcast_object_list([str(out)])[0])
-            config["out"] = str(out)
-        use_threads(config.get("threads"))
-        torch.manual_seed(config["seed"] * 1000 + self.rank)
-        self.tasks = resolve_tasks(registry, config["task"], config["prompt_templates"])
-        self.rewards = build_rewards(registry, self.tasks, config["rewards"])
-        self.policy = Policy.load(config["model"], coords=config.get("coords"))
-        num_params = self.policy.num_parameters
-        if given is None:
-            given = {k for k, v in config.items() if v != DEFAULTS.get(k)}
-        from_task = apply_task_defaults(config, self.tasks, set(config) if resume else given, num_params)
-        by_size = fill_model_defaults(config, num_params)
         use_threads(config["threads"])
+        torch.manual_seed(config["seed"] * 1000 + self.rank)
+        self.tasks, self.rewards = list(plan.tasks), list(plan.rewards)
+        self.policy = Policy.load(config["model"], coords=config.get("coords"))
         if self.main:
-            line = start_line(config, self.policy.name, num_params, by_size, from_task, self.rewards)
+            line = start_line(config, self.policy.name, self.policy.num_parameters, list(plan.by_size),
+                              list(plan.from_task), self.rewards)
             console.print(line, highlight=False, markup=False, soft_wrap=True)
         if config.get("lora_rank"):  # the reference is then the same weights with the adapter off
             from perception_r1.model.lora import apply_lora
@@ -272,7 +260,7 @@ class Trainer:
         eval_path = self.out / "eval.json"
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            io.atomic_write_text(self.out / "config.yaml", dump_yaml(c))
+            io.atomic_write_text(self.out / "config.yaml", dump_yaml({**c, "out": str(self.out)}))
         results = read_results(eval_path)
 
         def save_results() -> None:  # after each evaluation: a kill keeps every result so far
@@ -326,7 +314,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         if self.main:
             model = self.accelerator.unwrap_model(self.model)
-            checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": self.config},
+            checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": {**self.config, "out": str(self.out)}},
                             adapter=self.policy.peft)
 
     def _resume(self) -> None:
