@@ -319,7 +319,7 @@ def task_reward(task: Task, completion: str, sample: Mapping[str, Any]) -> Rewar
     try:
         result = task.reward(completion, sample)
         total = float(result.total)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a task is a bug to name, never a quiet exit 0
         raise RewardError(f"{where} raised {describe_exception(exc)}") from exc
     lo, hi = task.reward_range
     if not (math.isfinite(total) and lo - 1e-6 <= total <= hi + 1e-6):

@@ -123,7 +123,7 @@ def test_a_tasks_small_model_defaults_fill_only_what_the_user_did_not_set(tmp_pa
     path = tmp_path / "run.yaml"
     path.write_text("steps: 7\n")
     overrides = {"learning_rate": 3e-5, "seed": None}
-    config, given = cfg.resolve(path, overrides), cfg.explicit_keys(path, overrides)
+    config, given = cfg.resolve(path, overrides), cfg.explicit_keys(cfg.read_config_file(path), overrides)
     assert given == {"steps", "learning_rate"}
     assert cfg.apply_task_defaults(config, [task], given, 2_500_000) == ["temperature", "max_new_tokens"]
     assert (config["steps"], config["temperature"], config["max_new_tokens"], config["learning_rate"]) == (7, 0.7, 16, 3e-5)

@@ -66,8 +66,14 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
         if config_file or any(v is not None for k, v in overrides.items() if k != "steps"):
             raise UserError("--resume takes the run's own config; only --steps may be changed")
         config = cfg.resolve(run_dir / "config.yaml", {"steps": steps})
+        held = max(rundir.checkpoint_dirs(run_dir / "checkpoints"), default=0)
+        if config["steps"] < held:  # config.yaml would say fewer steps than the model beside it has taken
+            raise UserError(f"--resume {run_dir}: --steps {config['steps']} is below the step its latest checkpoint "
+                            f"holds ({held}); give --steps {held} or more")
     else:
-        config, given = cfg.resolve(config_file, overrides), cfg.explicit_keys(config_file, overrides)
+        from_file = cfg.read_config_file(config_file) if config_file else None  # once: it may be a pipe
+        config = cfg.resolve(config_file, overrides, from_file=from_file)
+        given = cfg.explicit_keys(from_file, overrides)
         run_dir = Path(out or config["out"] or f"runs/{config['task'].replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}")
         if main:  # other ranks start when the main process has claimed the directory
             rundir.check_new(run_dir)

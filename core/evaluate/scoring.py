@@ -19,7 +19,7 @@ def task_metrics(task: Task, records: list[dict[str, Any]]) -> dict[str, float]:
         return task.evaluate(records)
     except UserError:
         raise
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise UserError(f"task '{task.name}' evaluate raised {describe_exception(exc)} ({len(records)} records)") from exc
 
 

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-STATE = "state.json"
+from perception_r1.train.rundir import CHECKPOINT_STATE as STATE
+from perception_r1.train.rundir import checkpoint_dirs
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -92,11 +93,8 @@ def _py_rng_to_json(state: tuple) -> list:
 
 
 def latest(directory: Path) -> Path | None:
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    steps = [p for p in directory.iterdir() if p.name.startswith("step-") and (p / STATE).is_file()]
-    return max(steps, key=lambda p: int(p.name.split("-")[1]), default=None)
+    found = checkpoint_dirs(Path(directory))
+    return found[max(found)] if found else None
 
 
 def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, adapter: Any = None) -> dict[str, Any]:

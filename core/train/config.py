@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -91,10 +92,9 @@ def fill_model_defaults(config: dict[str, Any], num_params: int) -> list[str]:
     return filled
 
 
-def explicit_keys(file: str | Path | None, overrides: dict[str, Any] | None) -> set[str]:
-    """The keys a user set: those in the config file and the flags given (None = not given)."""
-    keys = set(read_config_file(file)) if file is not None else set()
-    return keys | {k for k, v in (overrides or {}).items() if v is not None}
+def explicit_keys(from_file: dict[str, Any] | None, overrides: dict[str, Any] | None) -> set[str]:
+    """The keys a user set: those of the config file's mapping and the flags given (None = not given)."""
+    return set(from_file or {}) | {k for k, v in (overrides or {}).items() if v is not None}
 
 
 def apply_task_defaults(config: dict[str, Any], tasks: Sequence[Any], given: set[str], num_params: int) -> list[str]:
@@ -144,11 +144,15 @@ def _schema() -> dict[str, Any]:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML or JSON config file, read once (a pipe or /dev/stdin has no second reading) and
+    capped on the bytes read, not on what ``stat`` says (a pipe or /dev/zero reports 0)."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
             raise UserError(f"config {path} is larger than {MAX_CONFIG_BYTES:,} bytes: not a run config")
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read config {path}: {getattr(exc, 'strerror', None) or exc}") from exc
     try:
@@ -165,8 +169,20 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _non_finite(value: Any, key: str = "") -> str | None:
+    """The key of the first NaN or infinity in ``value`` (JSON Schema bounds pass NaN: ``nan <= 0`` is false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key or "(top level)"
+    if isinstance(value, dict):
+        return next((k for name, v in value.items() if (k := _non_finite(v, f"{key}.{name}" if key else str(name)))),
+                    None)
+    return None
+
+
 def validate(config: dict[str, Any], source: str = "config") -> None:
     """Raise a UserError naming the offending key."""
+    if key := _non_finite(config):
+        raise UserError(f"{source}: key '{key}': {config_value(config, key)!r} is not a finite number")
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
     if errors:
@@ -178,14 +194,24 @@ def validate(config: dict[str, Any], source: str = "config") -> None:
         raise UserError(f"{source}: key '{key}': {err.message}")
 
 
-def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def config_value(config: dict[str, Any], key: str) -> Any:
+    """The value at a dotted key (``rewards.ocr``)."""
+    value: Any = config
+    for part in key.split("."):
+        value = value[part] if isinstance(value, dict) and part in value else None
+    return value
+
+
+def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = None,
+            from_file: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults < config file < overrides (flags given on the command line; None means not given).
 
-    ``learning_rate`` and ``max_new_tokens`` left null are filled by :func:`fill_model_defaults` from the
-    model's size when it is loaded."""
+    ``from_file``: the file's mapping when the caller has read it already (:func:`read_config_file`: a pipe
+    reads once). ``learning_rate`` and ``max_new_tokens`` left null are filled from the model's size by
+    :func:`perception_r1.train.plan.plan_run`."""
     config = dict(DEFAULTS)
     if file is not None:
-        from_file = read_config_file(file)
+        from_file = read_config_file(file) if from_file is None else from_file
         validate(from_file, source=str(file))
         config.update(from_file)
     config.update({k: v for k, v in (overrides or {}).items() if v is not None})

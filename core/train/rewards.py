@@ -93,7 +93,7 @@ def score(
         else:
             try:
                 values = list(reward.fn(list(completions), list(samples)))
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in a plugin must not end the run with exit 0
                 raise RewardError(f"reward '{reward.name}' raised {describe_exception(exc)}") from exc
             if len(values) != n:
                 raise RewardError(f"reward '{reward.name}' returned {len(values)} values for {n} completions")
@@ -104,6 +104,10 @@ def score(
                 raise RewardError(f"reward '{reward.name}' returned {value!r} for completion {i}: not a finite number")
             totals[i] += reward.weight * float(value)
         components[reward.name] = values
+    bad = next((i for i, total in enumerate(totals) if not math.isfinite(total)), None)
+    if bad is not None:
+        raise RewardError(f"the weighted reward of completion {bad} is {totals[bad]!r} ({describe(rewards)}): "
+                          "lower the weights")
     return totals, components
 
 

@@ -136,3 +136,19 @@ def remove_partial_checkpoints(checkpoints: Path) -> list[str]:
             shutil.rmtree(tmp, ignore_errors=True)
             removed.append(tmp.name)
     return removed
+
+
+#: a checkpoint's own file (its weights and optimizer state sit beside it); written last, so it marks a whole one
+CHECKPOINT_STATE = "state.json"
+
+
+def checkpoint_dirs(directory: Path) -> dict[int, Path]:
+    """step -> ``step-N`` directory of every complete checkpoint in ``directory`` (other names are not ours)."""
+    if not directory.is_dir():
+        return {}
+    found = {}
+    for path in directory.iterdir():
+        step = path.name.removeprefix("step-")
+        if path.name.startswith("step-") and step.isdigit() and len(step) < 12 and (path / CHECKPOINT_STATE).is_file():
+            found[int(step)] = path
+    return found

@@ -1,0 +1,115 @@
+"""No silent success from settings or plugins: every number finite and bounded, a config read once, a plugin that
+exits or overflows named in one line (issue 23's first class of findings)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from helpers import cli_in_process, make_dist
+
+from perception_r1.contract import RewardError, task_rewards
+from perception_r1.errors import UserError
+from perception_r1.registry import get_registry
+from perception_r1.train import config as cfg
+from perception_r1.train.rewards import WeightedReward, score
+
+
+def _error_line(result) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("perception-r1: error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(("setting", "key"), [
+    ("rewards={grounding: .nan}", "rewards.grounding"), ("learning_rate=.inf", "learning_rate"),
+    ("beta=.nan", "beta"), ("clip_eps=.nan", "clip_eps"), ("temperature=-.inf", "temperature"),
+])
+def test_nan_and_infinity_are_refused_with_the_key_named(setting, key):
+    line = _error_line(cli_in_process("run", "--task", "grounding", "--set", setting))
+    assert f"key '{key}'" in line and "not a finite number" in line
+
+
+@pytest.mark.parametrize("setting", ["group_size=1000000000", "eval_samples=1000000000", "steps=100000000000",
+                                     "threads=1000000000000", "seed=100000000000000000000"])
+def test_sizes_past_any_sane_run_are_refused_before_anything_is_allocated(setting):
+    line = _error_line(cli_in_process("run", "--task", "ocr", "--set", setting))
+    assert f"key '{setting.split('=')[0]}'" in line and "maximum" in line
+
+
+def test_a_flag_of_infinity_is_refused_too():
+    assert "not a finite number" in _error_line(cli_in_process("run", "--task", "ocr", "--lr", "inf"))
+
+
+def test_a_config_file_is_read_once_from_a_pipe(tmp_path):
+    """`--config <(cat t.yaml)`: the settings are the file's, not the defaults a second, empty read gave."""
+    read, write = os.pipe()
+    os.write(write, b"steps: 7\ntemperature: 0.5\n")
+    os.close(write)
+    path = f"/dev/fd/{read}"
+    from_file = cfg.read_config_file(path)
+    os.close(read)
+    config = cfg.resolve(path, {}, from_file=from_file)
+    assert (config["steps"], config["temperature"]) == (7, 0.5)
+    assert cfg.explicit_keys(from_file, {}) == {"steps", "temperature"}
+
+
+def test_the_config_size_cap_counts_bytes_read_not_what_stat_says():
+    with pytest.raises(UserError, match="larger than 1,000,000 bytes"):
+        cfg.read_config_file("/dev/zero")  # stat says 0 bytes; unbounded before
+
+
+def test_a_task_reward_that_calls_sys_exit_is_an_error_not_a_quiet_success(monkeypatch):
+    task = get_registry().task("ocr")
+    monkeypatch.setattr(task, "reward", lambda completion, sample: sys.exit(0))
+    with pytest.raises(RewardError, match=r"task 'ocr' reward on sample 's1' raised SystemExit"):
+        task_rewards(task, ["x"], [{"id": "s1", "solution": {"text": "x"}}])
+
+
+def test_a_custom_reward_that_exits_or_overflows_is_named():
+    task = get_registry().task("ocr")
+    samples = [{"id": "a", "task": "ocr", "solution": {"text": "a"}}]
+    with pytest.raises(RewardError, match="reward 'plug.exit' raised SystemExit"):
+        score([WeightedReward("plug.exit", 1.0, fn=lambda c, s: sys.exit(0))], ["a"], samples)
+    huge = [WeightedReward("ocr", 1e308, task=task), WeightedReward("plug.big", 1e308, fn=lambda c, s: [1.0])]
+    with pytest.raises(RewardError, match=r"weighted reward of completion 0 is inf .*lower the weights"):
+        score(huge, ["a"], samples)
+
+
+EXITING_REWARD = """
+import sys
+from perception_r1 import hookimpl
+
+def leave(completions, samples, **kw):
+    sys.exit(0)
+
+@hookimpl
+def register_rewards(register):
+    register("leaver.reward", leave)
+"""
+
+
+def test_a_run_whose_plugin_exits_ends_with_code_2(tmp_path, plugin_dir, small_model):
+    """As a user sees it, through the console entry point: exit 0 was the bug."""
+    make_dist(plugin_dir, "leaver-reward", "leaver_reward", EXITING_REWARD)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "perception_r1.cli", "run", "--task", "ocr", "--model", str(small_model), "--out",
+         str(out), "--reward", "leaver.reward:0.1", "--set", "steps=1", "--set", "prompts_per_step=1",
+         "--set", "group_size=2", "--set", "max_new_tokens=4", "--set", "eval_samples=0", "--threads", "1"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "reward 'leaver.reward' raised SystemExit" in done.stderr, done.stderr[-2000:]
+
+
+def test_resume_never_records_fewer_steps_than_its_checkpoint_holds(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-6").mkdir(parents=True)
+    (run / "checkpoints" / "step-6" / "state.json").write_text("{}")
+    (run / "checkpoints" / "step-9.bak").mkdir()  # not a checkpoint of ours: ignored, never int()-ed
+    (run / "config.yaml").write_text("task: ocr\nsteps: 6\n")
+    line = _error_line(cli_in_process("run", "--resume", str(run), "--steps", "3"))
+    assert "--steps 3 is below the step its latest checkpoint holds (6)" in line
+    assert (run / "config.yaml").read_text() == "task: ocr\nsteps: 6\n"
