@@ -2,9 +2,9 @@
 
 - A new run goes only into a directory that does not exist or is empty: a directory holding anything else
   (another run, a foreign ``eval.json`` or ``metrics.jsonl``) is refused, never reused or appended to.
-- ``run.lock`` holds the PID and host of the process writing the directory. A second ``run`` (or
-  ``--resume``) into a locked directory is refused with one line; a lock whose process is gone (same host)
-  is stale and taken over, with a note.
+- ``run.lock`` is held with an exclusive ``flock`` by the process writing the directory (its PID and host are
+  written in it for messages). A second ``run`` (or ``--resume``) into a locked directory is refused with one
+  line; the kernel frees the lock of a process that died, so its file is taken over, with a note.
 - ``--resume`` repairs what a kill can leave: a torn last line of ``metrics.jsonl`` / ``completions.jsonl``
   is dropped (a bad line before the last is an error naming ``file:line``), and ``checkpoints/.tmp-step-*``
   directories of interrupted checkpoint writes are removed.
@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ def check_new(run_dir: Path) -> None:
     """UserError unless ``run_dir`` can take a new run: it does not exist, or it is an empty directory."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file, not a directory")
-    if (holder := _holder(run_dir / LOCK)) and _alive(holder[0]):
+    if holder := _held_by_another(run_dir / LOCK):
         raise UserError(f"--out {run_dir} is being written by process {holder[0]} on {holder[1]}: give another --out")
     if (run_dir / "config.yaml").exists():
         raise UserError(f"--out {run_dir} already holds a run (--resume {run_dir} continues it; --out NEW starts another)")
@@ -41,18 +42,8 @@ def check_new(run_dir: Path) -> None:
         raise UserError(f"--out {run_dir} is not empty (holds {', '.join(found)}): a run starts in a new or empty directory")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a process of another user
-        return True
-    return True
-
-
 def _holder(lock: Path) -> tuple[int, str] | None:
-    """(pid, host) written in ``lock``; None when it is unreadable (torn by a kill: stale)."""
+    """(pid, host) written in ``lock``; None when it is unreadable."""
     try:
         data = json.loads(lock.read_text(encoding="utf-8"))
         return int(data["pid"]), str(data["host"])
@@ -60,34 +51,71 @@ def _holder(lock: Path) -> tuple[int, str] | None:
         return None
 
 
-def _create(lock: Path) -> bool:
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    return True
+def _lock_fd(lock: Path, create: bool = True) -> int | None:
+    """An open descriptor of ``lock`` holding its exclusive ``flock``, or None while another process holds it.
+
+    The kernel drops a flock when its holder dies, so a lock left by a killed run is free, with no guessing
+    from a PID; and the lock is taken in one step, so two racers cannot both hold it (the old create-then-write
+    let a racer read the empty file as stale and unlink it)."""
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # its holder removed the file as we locked it: lock the path's new file
+        if not create:
+            return None
+
+
+def _held_by_another(lock: Path) -> tuple[int, str] | None:
+    """The (pid, host) of a live process holding ``lock``; None when the lock is free."""
+    fd = _lock_fd(lock, create=False)
+    if fd is not None:
+        os.close(fd)
+        return None
+    return (_holder(lock) or (0, "?")) if lock.exists() else None  # (0, "?"): its holder is writing its name
+
+
+#: lock file -> the descriptor that holds it (a flock lives as long as its descriptor)
+_HELD: dict[Path, int] = {}
 
 
 def acquire(run_dir: Path) -> Path:
-    """Create ``run_dir/run.lock`` for this process, taking over a stale one; UserError when another lives."""
+    """Take ``run_dir/run.lock`` for this process (a lock whose holder died is free); UserError when held."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--out {run_dir}: cannot create it ({exc.strerror})") from exc
     lock = run_dir / LOCK
-    for _ in range(2):
-        if _create(lock):
-            return lock
-        holder = _holder(lock)
-        if holder and (holder[1] != socket.gethostname() or _alive(holder[0])):
-            pid, host = holder
-            raise UserError(f"{run_dir} is being written by process {pid} on {host} ({lock}); "
-                            f"wait for it, or delete {LOCK} if that process is gone")
-        console.print(f"note: {lock} was left by a process that is gone; taking it over", markup=False)
+    fd = _lock_fd(lock)
+    if fd is None:
+        pid, host = _holder(lock) or (0, "?")
+        raise UserError(f"{run_dir} is being written by process {pid} on {host} ({lock}); wait for it to end "
+                        "or give another directory")
+    if (old := _holder(lock)) and old[0] != os.getpid():
+        console.print(f"note: {lock} was left by process {old[0]}, which is gone; taking it over", markup=False)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0)
+    _HELD[lock] = fd
+    return lock
+
+
+def release(lock: Path) -> None:
+    """Give ``lock`` up (removed first, then unlocked: a racer that opened it meanwhile retries on the path)."""
+    fd = _HELD.pop(lock, None)
+    if fd is not None:
         lock.unlink(missing_ok=True)
-    raise UserError(f"{run_dir}: another process took {LOCK} at the same moment")
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -99,8 +127,8 @@ def locked(run_dir: Path, main_process: bool = True) -> Iterator[None]:
     try:
         yield
     finally:
-        if lock is not None and _holder(lock) == (os.getpid(), socket.gethostname()):
-            lock.unlink(missing_ok=True)
+        if lock is not None:
+            release(lock)
             if not existed and not any(run_dir.iterdir()):
                 run_dir.rmdir()
 
