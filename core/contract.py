@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -41,7 +42,7 @@ SAMPLE_KEYS: dict[str, str] = {
 
 #: what each class attribute of :class:`Task` means (the plugin reference is generated from this)
 TASK_ATTRIBUTES: dict[str, str] = {
-    "name": "unique task name: no spaces, `:` or `,`; also the name of its reward",
+    "name": "unique task name: letters, digits, `.`, `_`, `-` (at most 64); also the name of its reward",
     "description": "one line for `perception-r1 tasks`",
     "prompt_template": "`str.format` template over the sample's `query` (and `default_query`)",
     "coord_space": "the space the task's answers are in by default: " + ", ".join(f"`{s}`" for s in COORD_SPACES),
@@ -246,8 +247,12 @@ class Task:
 TASK_METHODS = ("parse", "reward", "evaluate", "render", "synthetic", "prompt")
 
 
+#: a task name: it names a reward, a run directory (runs/<task>-<time>) and files, so nothing but these
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 def _bad_name(name: Any) -> bool:
-    return not isinstance(name, str) or not name or any(c.isspace() or c in ":," for c in name)
+    return not isinstance(name, str) or not TASK_NAME.fullmatch(name)
 
 
 def task_names(spec: str) -> list[str]:
@@ -288,7 +293,7 @@ def contract_problems(task: object) -> list[str]:
     space, a reward range, a valid JSON Schema, a prompt template, a primary metric), not by its class."""
     name = getattr(task, "name", None)
     if _bad_name(name):
-        return [f"task {task!r} needs a non-empty `name` without spaces, ':' or ','"]
+        return [f"task {str(task)[:80]!r} needs a `name` of letters, digits, '.', '_' and '-' (at most 64, no '/')"]
     problems = [f"task '{name}' has no `{m}` method" for m in TASK_METHODS if not callable(getattr(task, m, None))]
     if getattr(task, "coord_space", None) not in COORD_SPACES:
         problems.append(f"task '{name}': coord_space must be one of {', '.join(COORD_SPACES)}")

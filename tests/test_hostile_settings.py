@@ -113,3 +113,30 @@ def test_resume_never_records_fewer_steps_than_its_checkpoint_holds(tmp_path):
     line = _error_line(cli_in_process("run", "--resume", str(run), "--steps", "3"))
     assert "--steps 3 is below the step its latest checkpoint holds (6)" in line
     assert (run / "config.yaml").read_text() == "task: ocr\nsteps: 6\n"
+
+
+def test_an_output_never_replaces_a_device_fifo_or_socket(tmp_path):
+    from perception_r1.data import io
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="not a regular file"):
+        io.atomic_write_text(fifo, "x")
+    assert fifo.exists() and not fifo.is_file()
+    with pytest.raises(UserError, match="not a regular file"):
+        io.atomic_write_text("/dev/null", "x")
+
+
+def test_control_characters_from_a_file_never_reach_the_terminal():
+    from perception_r1.cli import one_line
+
+    shown = one_line("bad row: \x1b]0;pwned\x07 and \x9b2J")
+    assert "\x1b" not in shown and "\x07" not in shown and "\x9b" not in shown and "\\x1b]0;pwned\\x07" in shown
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "has space", "x" * 65, "tab\tname", "-leading", "é"])
+def test_task_names_are_names_not_paths(name):
+    from perception_r1.contract import contract_problems
+
+    task = type("Named", (), {"name": name})()
+    assert "needs a `name`" in contract_problems(task)[0]

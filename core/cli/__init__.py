@@ -83,6 +83,8 @@ MAX_ERROR_CHARS = 600
 def one_line(message: str) -> str:
     """``message`` on one line, at most :data:`MAX_ERROR_CHARS` characters (its start and end kept)."""
     message = " ".join(message.split())
+    # control characters from file content (an escape sequence retitles a terminal) are shown, never sent
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     if len(message) <= MAX_ERROR_CHARS:
         return message
     return f"{message[: MAX_ERROR_CHARS - 100]} ... {message[-80:]}"

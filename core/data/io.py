@@ -102,8 +102,12 @@ _UMASK = _current_umask()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over the target."""
+    """Write to a temp file in the same directory, fsync, then rename over the target. Only a regular file
+    (or a link) is ever replaced: a device, FIFO or socket at ``path`` is refused (`--out /dev/null --force`
+    would replace the system's /dev/null)."""
     path = Path(path)
+    if path.exists() and not (path.is_symlink() or path.is_file()):
+        raise UserError(f"{path} is not a regular file: it is never replaced")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")
