@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -204,12 +205,15 @@ class Task:
 
     # -- provided --------------------------------------------------------------------------------
     def prompt(self, sample: Mapping[str, Any]) -> str:
-        """``prompt_template`` filled from ``default_query`` and the sample's ``query``."""
+        """``prompt_template`` filled from ``default_query`` and the sample's ``query`` (plain ``{field}``s only:
+        see :func:`template_problem`)."""
         fields = {**self.default_query, **(sample.get("query") or {})}
+        if problem := template_problem(self.prompt_template):
+            raise UserError(f"task '{self.name}': {problem}")
         try:
-            return self.prompt_template.format_map(fields)
+            return self.prompt_template.format_map({k: str(v)[:MAX_FIELD_CHARS] for k, v in fields.items()})
         except (KeyError, IndexError) as exc:
-            raise ValueError(f"task '{self.name}': prompt template needs field {exc} not in the sample's query") from exc
+            raise UserError(f"task '{self.name}': prompt template needs field {exc} not in the sample's query") from exc
 
     def space(self, sample: Mapping[str, Any]) -> str:
         """The coordinate space of this sample's completion: its ``coords``, else the task's ``coord_space``."""
@@ -240,6 +244,28 @@ class Task:
     def __repr__(self) -> str:
         return f"<task {self.name}>"
 
+
+
+# -- prompt templates: data, never code ---------------------------------------------------------------
+#: a query field is cut to this many characters in a prompt (a data set's expression is a few words)
+MAX_FIELD_CHARS = 10_000
+
+
+def template_problem(template: str) -> str | None:
+    """Why ``template`` is not a plain prompt template, or None. Only ``{name}`` fields: no attribute or index
+    access (``{expression.__class__}`` walks objects), no conversion, no format spec (``{x:>200000000}``
+    allocates gigabytes), and balanced braces."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"prompt template {template[:60]!r} is not a format string ({exc})"
+    for _, key, spec, conversion in parts:
+        if key is None:
+            continue
+        if not key.isidentifier() or spec or conversion:
+            return (f"prompt template field {{{key[:40]}{'!' + conversion if conversion else ''}"
+                    f"{':' + spec[:20] if spec else ''}}} is not a plain {{name}}")
+    return None
 
 
 # -- checks the registry runs on every task it is given ------------------------------------------------
@@ -305,6 +331,8 @@ def contract_problems(task: object) -> list[str]:
     template = getattr(task, "prompt_template", None)
     if not isinstance(template, str) or not template:
         problems.append(f"task '{name}' needs a prompt_template")
+    elif problem := template_problem(template):
+        problems.append(f"task '{name}': {problem}")
     if not getattr(task, "primary_metric", ""):
         problems.append(f"task '{name}' needs a primary_metric")
     return problems

@@ -140,3 +140,21 @@ def test_task_names_are_names_not_paths(name):
 
     task = type("Named", (), {"name": name})()
     assert "needs a `name`" in contract_problems(task)[0]
+
+
+@pytest.mark.parametrize(("template", "says"), [
+    ("{expression.__class__.__mro__}", "is not a plain {name}"), ("{expression:>200000000}", "is not a plain"),
+    ("{expression!r}", "is not a plain"), ('"{expression', "not a format string"), ("{0}", "is not a plain"),
+])
+def test_a_prompt_template_is_data_never_code(tmp_path, template, says):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"prompt_templates:\n  grounding: '{template}'\n")
+    line = _error_line(cli_in_process("run", "--task", "grounding", "--config", str(config)))
+    assert "prompt_templates.grounding" in line and says in line
+
+
+def test_a_template_field_no_sample_has_is_one_line():
+    task = get_registry().task("grounding")
+    renamed = type(task)(prompt_template="Find the {nothere}.")
+    with pytest.raises(UserError, match=r"prompt template needs field 'nothere'"):
+        renamed.prompt({"query": {"expression": "cat"}})

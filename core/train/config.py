@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from perception_r1.contract import Task, task_names
+from perception_r1.contract import Task, task_names, template_problem
 from perception_r1.data.io import MAX_CONFIG_BYTES, load_yaml
 from perception_r1.errors import UserError
 from perception_r1.registry import Registry
@@ -129,6 +129,8 @@ def resolve_tasks(registry: Registry, spec: str, templates: dict[str, str]) -> l
     for name in task_names(spec):
         task = registry.task(name)
         if name in templates:  # a config override of the paper's wording; the registry's task stays as it was
+            if problem := template_problem(templates[name]):
+                raise UserError(f"prompt_templates.{name}: {problem}")
             task = copy.copy(task)
             task.prompt_template = templates[name]
         tasks.append(task)
