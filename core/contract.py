@@ -11,11 +11,16 @@ Besides the task itself, this module holds the small types a task hands back to 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
 import re
+import signal
 import string
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -338,6 +343,53 @@ def contract_problems(task: object) -> list[str]:
     return problems
 
 
+# -- time budgets for plugin code -------------------------------------------------------------------------
+class BudgetExceeded(Exception):
+    """Plugin code ran past its time budget (raised inside it by :func:`time_budget`)."""
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`BudgetExceeded` inside the block once it has run ``seconds``: a reward or parser that
+    backtracks catastrophically or loops is stopped, not left to hang a run. SIGALRM, so in the main thread on
+    Unix only (elsewhere no limit); Python code and the ``re`` engine are interrupted, a C call that never
+    checks for signals is not. An enclosing budget keeps what is left of its own time."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(*_: Any) -> None:
+        raise BudgetExceeded
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 1e-3))
+
+
+#: seconds one reward call may take (``PERCEPTION_R1_REWARD_SECONDS`` sets it; 0 = no limit)
+REWARD_SECONDS = 60.0
+ENV_REWARD_SECONDS = "PERCEPTION_R1_REWARD_SECONDS"
+
+
+def reward_budget() -> float:
+    """The time budget of one reward call, in seconds (0: none)."""
+    raw = os.environ.get(ENV_REWARD_SECONDS, "")
+    try:
+        seconds = float(raw) if raw.strip() else REWARD_SECONDS
+    except ValueError:
+        raise UserError(f"{ENV_REWARD_SECONDS}={raw[:40]!r}: give a number of seconds (0 = no limit)") from None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UserError(f"{ENV_REWARD_SECONDS}={raw[:40]!r}: give a finite, non-negative number of seconds")
+    return seconds
+
+
 # -- the guarded reward call: the one path from a task's reward to the trainer, evaluation and `score` ----
 def describe_exception(exc: BaseException) -> str:
     """``TypeName: message`` on one line, cut to 200 characters (foreign code's errors in our messages)."""
@@ -349,9 +401,13 @@ def task_reward(task: Task, completion: str, sample: Mapping[str, Any]) -> Rewar
     """``task.reward`` where a task bug (it raised, or gave a non-finite or out-of-range total) is one line
     naming the task and the sample, never a traceback that ends a training run."""
     where = f"task '{task.name}' reward on sample {str(sample.get('id', '?'))[:100]!r}"
+    budget = reward_budget()
     try:
-        result = task.reward(completion, sample)
-        total = float(result.total)
+        with time_budget(budget):
+            result = task.reward(completion, sample)
+            total = float(result.total)
+    except BudgetExceeded:
+        raise RewardError(f"{where} took more than {budget:g} s ({ENV_REWARD_SECONDS} sets the budget)") from None
     except (Exception, SystemExit) as exc:  # sys.exit() in a task is a bug to name, never a quiet exit 0
         raise RewardError(f"{where} raised {describe_exception(exc)}") from exc
     lo, hi = task.reward_range

@@ -167,3 +167,21 @@ def test_optional_parts_given_well_pass():
 def test_kit_rejects_a_broken_task(task, message):
     with pytest.raises(AssertionError, match=message):
         check_task(task, max_examples=50)
+
+
+class PrefixedBacktrackingParser(GoodTask):
+    """The issue's example: the nested quantifier sits behind a literal prefix, so fixed hostile strings
+    never reach it; a correct answer's prefix followed by a pumped character does."""
+
+    def parse(self, text):
+        if text.startswith("answer:") and not re.match(r"^answer:\s*((?:[A-Za-z]+,?)+)\.$", text[:1000]):
+            raise ParseError("not a list of words")
+        return super().parse(text.removeprefix("answer: ").removesuffix("."))
+
+    def render(self, sample):
+        return f"answer: {super().render(sample)}."
+
+
+def test_the_kit_finds_backtracking_behind_a_literal_prefix():
+    with pytest.raises(AssertionError, match="parse took .* catastrophic regex backtracking"):
+        check_task(PrefixedBacktrackingParser())

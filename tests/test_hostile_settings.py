@@ -158,3 +158,35 @@ def test_a_template_field_no_sample_has_is_one_line():
     renamed = type(task)(prompt_template="Find the {nothere}.")
     with pytest.raises(UserError, match=r"prompt template needs field 'nothere'"):
         renamed.prompt({"query": {"expression": "cat"}})
+
+
+def test_a_reward_over_its_time_budget_is_stopped_with_one_line(monkeypatch):
+    import time
+
+    monkeypatch.setenv("PERCEPTION_R1_REWARD_SECONDS", "0.5")
+    task = get_registry().task("ocr")
+    monkeypatch.setattr(task, "reward", lambda completion, sample: time.sleep(10))
+    start = time.monotonic()
+    with pytest.raises(RewardError, match=r"task 'ocr' reward on sample 'z' took more than 0.5 s"):
+        task_rewards(task, ["x"], [{"id": "z", "solution": {"text": "x"}}])
+    assert time.monotonic() - start < 5
+
+
+def test_a_custom_reward_that_backtracks_forever_is_stopped(monkeypatch):
+    import re
+
+    monkeypatch.setenv("PERCEPTION_R1_REWARD_SECONDS", "0.5")
+
+    def backtracks(completions, samples, **_):
+        return [float(bool(re.match(r"^answer:\s*((?:[a-z]+,?)+)\.$", "answer: " + "a" * 40 + "!")))]
+
+    samples = [{"id": "a", "task": "ocr", "solution": {"text": "a"}}]
+    with pytest.raises(RewardError, match="reward 'plug.slow' took more than 0.5 s for 1 completions"):
+        score([WeightedReward("plug.slow", 1.0, fn=backtracks)], ["a"], samples)
+
+
+def test_a_bad_reward_budget_setting_is_one_line(monkeypatch, tmp_path):
+    records = tmp_path / "records.jsonl"
+    records.write_text('{"completion": "a", "image_size": [10, 10], "solution": {"text": "a"}}\n')
+    monkeypatch.setenv("PERCEPTION_R1_REWARD_SECONDS", "soon")
+    assert "give a number of seconds" in _error_line(cli_in_process("score", "--task", "ocr", str(records)))

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import signal
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -27,7 +25,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from perception_r1.contract import PaperBenchmark, ParseError, RewardResult, Shapes, Task, contract_problems
+from perception_r1.contract import (
+    BudgetExceeded,
+    PaperBenchmark,
+    ParseError,
+    RewardResult,
+    Shapes,
+    Task,
+    contract_problems,
+    time_budget,
+)
 
 if TYPE_CHECKING:
     from perception_r1.registry import Registry
@@ -84,6 +91,21 @@ def generated_samples(task: Task, n: int = 4, seed: int = 0) -> list[dict[str, A
     return [task.synthetic(rng) for _ in range(n)]
 
 
+#: how many characters a pumped run repeats: 30 is over a minute for one nested quantifier, ~0 for a sane parser
+PUMP = 30
+
+
+def _pumped(text: str) -> list[str]:
+    """Inputs built to find catastrophic backtracking behind whatever prefix the answer format has: a correct
+    answer's prefix, one of its characters repeated (what a completion cut at ``max_new_tokens`` looks like),
+    then a character the format does not expect. A parser with nested quantifiers takes exponential time on
+    one of these; a literal prefix no longer hides it from fixed strings."""
+    out = []
+    for start in sorted({i for i, c in enumerate(text) if c.isalnum()}, key=lambda i: (i % 7, i))[:12]:
+        out += [text[:start] + text[start] * PUMP + "!", text[:start] + (text[start] + " ") * PUMP + "!"]
+    return out
+
+
 def _near_misses(text: str, rng: random.Random, n: int = 12) -> list[str]:
     """Small corruptions of a correct answer: where parsers that are too strict or too lax break."""
     out = [text[: len(text) // 2], text + text, text.replace(",", ";"), text.upper(), f"```\n{text}\n```"]
@@ -106,31 +128,16 @@ def _near_misses(text: str, rng: random.Random, n: int = 12) -> list[str]:
     return out
 
 
-class _TooSlow(Exception):
-    pass
-
-
-def _raise_too_slow(*_: Any) -> None:
-    raise _TooSlow
-
-
 def _timed(task: Task, what: str, fn: Callable[[], Any], text: str) -> Any:
     """``fn()``, failing when it takes longer than its budget: a short input gets a short one, so a regex
     that backtracks catastrophically fails here in a second, interrupted by an alarm, instead of hanging."""
     budget = SHORT_CALL_SECONDS if len(text) <= SHORT_INPUT_CHARS else SLOW_CALL_SECONDS
-    alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-    if alarm:
-        previous = signal.signal(signal.SIGALRM, _raise_too_slow)
-        signal.setitimer(signal.ITIMER_REAL, budget * 2)
     start = time.perf_counter()
     try:
-        result = fn()
-    except _TooSlow:
+        with time_budget(budget * 2):
+            result = fn()
+    except BudgetExceeded:
         result = None
-    finally:
-        if alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
     elapsed = time.perf_counter() - start
     assert elapsed < budget, (
         f"task '{task.name}': {what} took {elapsed:.1f}s or more on the {len(text)}-char input {text[:80]!r}"
@@ -298,7 +305,7 @@ def check_fuzz(task: Task, samples: list[dict[str, Any]], max_examples: int = 20
     rng = random.Random(1)
     fixed = list(_ADVERSARIAL)
     for sample in samples:
-        fixed += _near_misses(task.render(sample), rng)
+        fixed += _near_misses(task.render(sample), rng) + _pumped(task.render(sample))
     for text in fixed:
         check_parse_total(task, text)
         check_reward_in_range(task, text, samples[0])

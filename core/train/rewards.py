@@ -12,7 +12,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from perception_r1.contract import RewardError, Task, UserError, describe_exception, task_rewards
+from perception_r1.contract import (
+    ENV_REWARD_SECONDS,
+    BudgetExceeded,
+    RewardError,
+    Task,
+    UserError,
+    describe_exception,
+    reward_budget,
+    task_rewards,
+    time_budget,
+)
 from perception_r1.registry import Registry
 
 __all__ = ["RewardError", "WeightedReward", "build_rewards", "component_means", "describe", "parse_reward_flags",
@@ -91,8 +101,13 @@ def score(
                 for key, value in result.components.items():
                     components.setdefault(f"{reward.name}/{key}", [None] * n)[i] = value
         else:
+            budget = reward_budget()
             try:
-                values = list(reward.fn(list(completions), list(samples)))
+                with time_budget(budget):  # one call scores the whole batch
+                    values = list(reward.fn(list(completions), list(samples)))
+            except BudgetExceeded:
+                raise RewardError(f"reward '{reward.name}' took more than {budget:g} s for {n} completions "
+                                  f"({ENV_REWARD_SECONDS} sets the budget)") from None
             except (Exception, SystemExit) as exc:  # sys.exit() in a plugin must not end the run with exit 0
                 raise RewardError(f"reward '{reward.name}' raised {describe_exception(exc)}") from exc
             if len(values) != n:

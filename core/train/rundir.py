@@ -60,8 +60,10 @@ def _lock_fd(lock: Path, create: bool = True) -> int | None:
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
-        except FileNotFoundError:
-            return None
+        except OSError as exc:
+            if not create:  # no lock file there (or no directory): nobody holds it
+                return None
+            raise UserError(f"cannot create {lock}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
