@@ -190,3 +190,19 @@ def test_a_bad_reward_budget_setting_is_one_line(monkeypatch, tmp_path):
     records.write_text('{"completion": "a", "image_size": [10, 10], "solution": {"text": "a"}}\n')
     monkeypatch.setenv("PERCEPTION_R1_REWARD_SECONDS", "soon")
     assert "give a number of seconds" in _error_line(cli_in_process("score", "--task", "ocr", str(records)))
+
+
+def test_report_regenerates_a_late_synthetic_image_in_bounded_memory(tmp_path):
+    """Six records naming sample 9,999 once cost 3.18 GB (every sample up to it was cached with its image)."""
+    import resource
+
+    from perception_r1.evaluate.report import Images
+
+    task = get_registry().task("grounding")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    images = Images()
+    sample = images._synthetic(task, "val", 0, 9_999)
+    assert sample["id"] == "grounding-heldout-0-9999" and len(images._kept) == 1
+    assert images._synthetic(task, "val", 0, 9_999) is sample and images._synthetic(task, "val", 0, 5)["id"].endswith("-5")
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 300, f"regenerating one late sample grew memory by {grown_mb:.0f} MB"

@@ -6,7 +6,9 @@ Splits of synthetic data are disjoint by construction: each split draws from its
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
+from collections.abc import Iterator
 from typing import Any
 
 from perception_r1.contract import Task
@@ -24,16 +26,20 @@ def split_seed(task_name: str, split: str, seed: int) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def synthetic_samples(task: Task, split: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` synthetic samples of ``task`` for ``split`` ("train" or "val"), each with an ``id``."""
+def synthetic_stream(task: Task, split: str, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """The synthetic samples of ``task`` for ``split`` ("train" or "val"), in order, each with an ``id``: one
+    at a time, so a caller that needs sample 9,999 holds one image, not ten thousand."""
     if split not in STREAMS:
         raise ValueError(f"unknown split '{split}' (splits: {', '.join(SPLITS)})")
-    split = STREAMS[split]
-    rng = random.Random(split_seed(task.name, split, seed))
-    samples = []
-    for i in range(n):
+    stream = STREAMS[split]
+    rng = random.Random(split_seed(task.name, stream, seed))
+    for i in itertools.count():
         sample = task.synthetic(rng)
-        sample.setdefault("id", f"{task.name}-{split}-{seed}-{i}")
+        sample.setdefault("id", f"{task.name}-{stream}-{seed}-{i}")
         sample["task"] = task.name
-        samples.append(sample)
-    return samples
+        yield sample
+
+
+def synthetic_samples(task: Task, split: str, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """The first ``n`` samples of :func:`synthetic_stream`."""
+    return list(itertools.islice(synthetic_stream(task, split, seed), n))

@@ -25,7 +25,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 from perception_r1.contract import ParseError, Shapes, Task
 from perception_r1.data import io as pio
 from perception_r1.data import limits
-from perception_r1.data.synthetic import STREAMS, synthetic_samples
+from perception_r1.data.synthetic import STREAMS, synthetic_stream
 
 # cyan, not green: the synthetic scenes draw green shapes; no scene colour is cyan or magenta
 TRUTH, PREDICTION = (0, 200, 220), (230, 0, 200)
@@ -101,8 +101,25 @@ class Images:
     samples (cached; an index past :data:`MAX_REGENERATED` is not regenerated)."""
 
     def __init__(self, roots: Sequence[Path] = ()) -> None:
-        self._synthetic: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+        # per (task, split, seed): the stream and the index of its next sample; samples are regenerated one at
+        # a time and only those asked for are kept, so memory stays bounded whatever index a record names
+        self._streams: dict[tuple[str, str, int], tuple[Iterator[dict[str, Any]], int]] = {}
+        self._kept: dict[tuple[str, str, int, int], dict[str, Any]] = {}
         self.roots = tuple(roots)
+
+    def _synthetic(self, task: Task, split: str, seed: int, index: int) -> dict[str, Any]:
+        key = (task.name, split, seed)
+        if (*key, index) not in self._kept:
+            stream, position = self._streams.get(key, (None, 0))
+            if stream is None or position > index:  # behind: start the stream again
+                stream, position = synthetic_stream(task, split, seed), 0
+            for sample in stream:
+                position += 1
+                if position - 1 == index:
+                    self._kept[(*key, index)] = sample
+                    break
+            self._streams[key] = (stream, position)
+        return self._kept[(*key, index)]
 
     def _from_file(self, path: str) -> tuple[Image.Image | None, str]:
         if not limits.image_allowed(path, self.roots):
@@ -127,12 +144,7 @@ class Images:
         if int(match["index"]) >= MAX_REGENERATED:
             return None, f"synthetic index past {MAX_REGENERATED:,}: image not regenerated"
         split = next(s for s, stream in STREAMS.items() if stream == match["stream"])
-        key, index = (task.name, split, int(match["seed"])), int(match["index"])
-        cached = self._synthetic.get(key, [])
-        if len(cached) <= index:
-            cached = synthetic_samples(task, key[1], index + 1, seed=key[2])
-            self._synthetic[key] = cached
-        sample = cached[index]
+        sample = self._synthetic(task, split, int(match["seed"]), int(match["index"]))
         if shown is None and json.loads(pio.dumps(sample["solution"])) != record.get("solution"):
             return None, "synthetic generator changed since the run: image not reproducible"
         return sample["image"].convert("RGB"), ""
