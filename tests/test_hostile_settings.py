@@ -206,3 +206,13 @@ def test_report_regenerates_a_late_synthetic_image_in_bounded_memory(tmp_path):
     assert images._synthetic(task, "val", 0, 9_999) is sample and images._synthetic(task, "val", 0, 5)["id"].endswith("-5")
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 300, f"regenerating one late sample grew memory by {grown_mb:.0f} MB"
+
+
+@pytest.mark.parametrize("returned", [None, {}, {"image": None}, {"solution": {"text": "a"}}])
+def test_a_synthetic_generator_that_returns_no_sample_is_one_line(monkeypatch, returned):
+    from perception_r1.data.synthetic import synthetic_samples
+
+    task = get_registry().task("ocr")
+    monkeypatch.setattr(task, "synthetic", lambda rng: returned)
+    with pytest.raises(UserError, match=r"task 'ocr': synthetic\(\) returned .*not a sample with 'image' and 'solution'"):
+        synthetic_samples(task, "val", 2)

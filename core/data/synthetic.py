@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from perception_r1.contract import Task
+from perception_r1.contract import Task, UserError
 
 #: the framework's splits (as `--data` names them) -> the synthetic stream each draws from. The stream's name is
 #: in every seed and sample id (``<task>-<stream>-<seed>-<index>``): "heldout" stays, so every published number
@@ -35,6 +35,9 @@ def synthetic_stream(task: Task, split: str, seed: int = 0) -> Iterator[dict[str
     rng = random.Random(split_seed(task.name, stream, seed))
     for i in itertools.count():
         sample = task.synthetic(rng)
+        if not isinstance(sample, dict) or "solution" not in sample or "image" not in sample:
+            raise UserError(f"task '{task.name}': synthetic() returned {str(sample)[:60]!r}, not a sample with "
+                            "'image' and 'solution' (see `perception-r1 docs`)")
         sample.setdefault("id", f"{task.name}-{stream}-{seed}-{i}")
         sample["task"] = task.name
         yield sample
