@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import os
 import random
 import re
@@ -413,7 +414,20 @@ def task_reward(task: Task, completion: str, sample: Mapping[str, Any]) -> Rewar
     lo, hi = task.reward_range
     if not (math.isfinite(total) and lo - 1e-6 <= total <= hi + 1e-6):
         raise RewardError(f"{where} returned {total!r}, outside its reward_range [{lo:g}, {hi:g}]")
-    return result
+    components = getattr(result, "components", None)
+    if not isinstance(components, dict) or not all(isinstance(k, str) for k in components):
+        raise RewardError(f"{where} returned components {str(components)[:60]!r}, not a dict of names to numbers")
+    clean: dict[str, float | None] = {}
+    for key, value in components.items():  # numpy scalars become floats: the logs are JSON
+        if value is not None and (not is_number(value) or not math.isfinite(float(value))):
+            raise RewardError(f"{where} returned component {key[:40]!r} = {str(value)[:40]!r}: not a finite number")
+        clean[key] = None if value is None else float(value)
+    return RewardResult(total, clean, answer=result.answer)
+
+
+def is_number(value: Any) -> bool:
+    """A real number a reward may return (numpy's included), never a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def task_rewards(task: Task, completions: Sequence[str], samples: Sequence[Mapping[str, Any]]) -> list[RewardResult]:

@@ -216,3 +216,24 @@ def test_a_synthetic_generator_that_returns_no_sample_is_one_line(monkeypatch, r
     monkeypatch.setattr(task, "synthetic", lambda rng: returned)
     with pytest.raises(UserError, match=r"task 'ocr': synthetic\(\) returned .*not a sample with 'image' and 'solution'"):
         synthetic_samples(task, "val", 2)
+
+
+def test_numpy_rewards_and_components_are_numbers_and_the_log_stays_json(monkeypatch):
+    import json
+
+    import numpy as np
+
+    from perception_r1.contract import RewardResult
+
+    task = get_registry().task("ocr")
+    monkeypatch.setattr(task, "reward", lambda c, s: RewardResult(np.float32(0.5), {"format": np.float64(1.0)}))
+    samples = [{"id": "n", "task": "ocr", "solution": {"text": "a"}}]
+    result = task_rewards(task, ["a"], samples)[0]
+    assert type(result.total) is float and json.dumps(result.components) == '{"format": 1.0}'
+    totals, _ = score([WeightedReward("plug.np", 1.0, fn=lambda c, s: [np.float32(0.25)])], ["a"], samples)
+    assert totals == [0.25]
+    monkeypatch.setattr(task, "reward", lambda c, s: RewardResult(0.5, {"format": "yes"}))
+    with pytest.raises(RewardError, match="component 'format' = 'yes': not a finite number"):
+        task_rewards(task, ["a"], samples)
+    with pytest.raises(RewardError, match="not a finite number"):
+        score([WeightedReward("plug.bool", 1.0, fn=lambda c, s: [np.bool_(True)])], ["a"], samples)

@@ -19,6 +19,7 @@ from perception_r1.contract import (
     Task,
     UserError,
     describe_exception,
+    is_number,
     reward_budget,
     task_rewards,
     time_budget,
@@ -115,7 +116,7 @@ def score(
         for i, value in enumerate(values):
             if value is None:
                 continue
-            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            if not is_number(value) or not math.isfinite(float(value)):
                 raise RewardError(f"reward '{reward.name}' returned {value!r} for completion {i}: not a finite number")
             totals[i] += reward.weight * float(value)
         components[reward.name] = values
