@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +52,22 @@ def _trl_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
-def read_predictions(path: str | Path, fmt: str = "records") -> list[tuple[int | str, dict[str, Any]]]:
-    """(place, record) for every prediction in ``path``; a row that cannot be read names its place."""
+def read_predictions(path: str | Path, fmt: str = "records") -> Iterator[tuple[int | str, dict[str, Any]]]:
+    """(place, record) for every prediction in ``path``, read lazily (the first bad row is the one reported,
+    naming its place)."""
     if fmt not in FORMATS:
         raise UserError(f"unknown predictions format '{fmt}' (one of {', '.join(FORMATS)})")
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist")
-    rows = _trl_rows(path) if fmt == "trl" else [(n, row) for n, row in read_jsonl(path)]
-    records = []
+    return _records(path, fmt)
+
+
+def _records(path: Path, fmt: str) -> Iterator[tuple[int | str, dict[str, Any]]]:
+    rows = _trl_rows(path) if fmt == "trl" else read_jsonl(path)
     for place, row in rows:
         try:
-            records.append((place, to_record(row, fmt)))
+            yield place, to_record(row, fmt)
         except UserError as exc:
             where = place if isinstance(place, str) else f"{path}:{place}"
             raise UserError(f"{where}: {exc}") from exc
-    return records
