@@ -190,3 +190,19 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path, capsys):
     assert main(["export", "--task", "ocr", "--format", "verl", "--out", str(out), "--limit", "1"]) == 0
     assert main(["export", "--task", "ocr", "--format", "verl", "--out", str(out), "--limit", "1"]) == 2
     assert re.search(r"train\.parquet exists", capsys.readouterr().err)
+
+
+def test_export_reads_data_through_the_tasks_loader(tmp_path):
+    """`--data`: a task's own data format (grounding's plain JSONL here), images read from inside the data."""
+    root = tmp_path / "refs"
+    root.mkdir()
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(root / "a.jpg")
+    (root / "val.jsonl").write_text(json.dumps({"image": "a.jpg", "expression": "red box", "bbox": [10, 20, 300, 400]}) + "\n")
+    out, _ = export(tmp_path, "verl", "--task", "grounding", "--data", str(root), "--split", "val",
+                    "--model-family", "qwen2_5_vl")
+    (row,) = pq.read_table(out / "val.parquet").to_pylist()
+    truth = sample_from_ground_truth(row["reward_model"]["ground_truth"])
+    assert truth["solution"] == {"bbox": [10.0, 20.0, 300.0, 400.0]} and truth["image_size"] == [640, 480]
+    assert truth["resized_size"] == [644, 476]  # Qwen2.5-VL's processor: multiples of 28 nearest 640 x 480
+    assert "red box" in row["prompt"][0]["content"]
+    assert Image.open(io.BytesIO(row["images"][0]["bytes"])).size == (640, 480)
