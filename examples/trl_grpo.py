@@ -66,7 +66,7 @@ def main() -> None:
     # the task's small-model RL settings (README: "The task's settings"), but fewer steps at a higher learning
     # rate than `perception-r1 run` takes (grounding: 120 at 2e-5), so the example ends within 5 minutes on 2 cores
     tiny = {"prompts_per_step": 8, "max_new_tokens": 64, "temperature": 0.7, "scale_rewards": True,
-            **task.tiny_run_defaults, "steps": 36, "learning_rate": 5e-5}
+            **task.tiny_run_defaults, "steps": 28, "learning_rate": 5e-5}
     steps, prompts, group, tokens = args.steps or tiny["steps"], tiny["prompts_per_step"], 8, tiny["max_new_tokens"]
 
     policy = Policy.load(args.model)
