@@ -68,12 +68,15 @@ def test_verl_layout_and_compute_score(tmp_path, family, coords):
             assert truth["resized_size"] == list(smart_resize(*truth["image_size"], max_pixels=28 * 28 * 16384))
     _, compute_score = load_reward_file(out / "reward.py", "compute_score")
     truths = [row["reward_model"]["ground_truth"] for row in rows]
+    keys = set()
     for row, completion, want in zip(rows, COMPLETIONS, expected("grounding", truths, COMPLETIONS), strict=True):
         extra_info = dict(row["extra_info"], num_turns=None, rollout_reward_scores={})  # as naive.py adds them
         score = compute_score(data_source=row["data_source"], solution_str=completion,
                               ground_truth=row["reward_model"]["ground_truth"], extra_info=extra_info)
         assert abs(score["score"] - want) <= 1e-9
         assert all(isinstance(v, float) for v in score.values())  # verl averages every key it logs
+        keys.add(tuple(sorted(score)))
+    assert len(keys) == 1  # verl's validation asserts every extra-info list is as long as the scores
 
 
 def test_verl_compute_score_refuses_a_foreign_data_source(tmp_path):
