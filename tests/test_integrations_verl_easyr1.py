@@ -209,3 +209,23 @@ def test_export_reads_data_through_the_tasks_loader(tmp_path):
     assert truth["resized_size"] == [644, 476]  # Qwen2.5-VL's processor: multiples of 28 nearest 640 x 480
     assert "red box" in row["prompt"][0]["content"]
     assert Image.open(io.BytesIO(row["images"][0]["bytes"])).size == (640, 480)
+
+
+def test_foreign_predictions_scored_and_drawn(tmp_path):
+    """`score --from verl --out DIR/predictions.jsonl` then `report DIR`: each exported sample is drawn."""
+    from perception_r1.cli import main
+
+    out, _ = export(tmp_path, "verl", "--task", "grounding", "--limit", "3")
+    rows = pq.read_table(out / "train.parquet").to_pylist()
+    dump = tmp_path / "dump.jsonl"
+    dump.write_text("".join(json.dumps({"output": c, "gts": r["reward_model"]["ground_truth"]}) + "\n"
+                            for c, r in zip(COMPLETIONS, rows, strict=False)))
+    report_dir = tmp_path / "report"
+    report_dir.mkdir()
+    assert main(["score", "--task", "grounding", "--from", "verl", str(dump), "--out",
+                 str(report_dir / "predictions.jsonl")]) == 0
+    assert main(["report", str(report_dir)]) == 0
+    html = (report_dir / "report.html").read_text()
+    assert html.count("data:image/png") >= 3
+    for row in rows:
+        assert row["extra_info"]["id"] in html
