@@ -7,6 +7,9 @@ prints the mean held-out reward of greedy answers (and the task's primary metric
     python examples/trl_grpo.py                         # grounding, the task's small-model RL settings
     python examples/trl_grpo.py --task text-spotting    # a plugin task: pip install -e plugins/text-spotting
 
+The embedded base was never taught text-spotting's answer format, so every reward is 0 and GRPO has nothing to
+compare: teach the format first (`perception-r1 sft --task text-spotting --out SFT`), then `--model SFT`.
+
 On a GPU with a real model, the same script with `--model /path/to/Qwen2.5-VL-3B-Instruct --vllm` samples
 with vLLM (TRL's `use_vllm=True`, colocated with training); the answer space follows the model's family.
 """
@@ -65,7 +68,7 @@ def main() -> None:
     task = get_registry().task(args.task)
     # the task's small-model RL settings (README: "The task's settings"), but fewer steps at a higher learning
     # rate than `perception-r1 run` takes (grounding: 120 at 2e-5), so the example ends within 5 minutes on 2 cores
-    tiny = {"prompts_per_step": 8, "max_new_tokens": 64, "temperature": 0.7, "scale_rewards": True,
+    tiny = {"prompts_per_step": 8, "max_new_tokens": 160, "temperature": 0.7, "scale_rewards": True,
             **task.tiny_run_defaults, "steps": 28, "learning_rate": 5e-5}
     steps, prompts, group, tokens = args.steps or tiny["steps"], tiny["prompts_per_step"], 8, tiny["max_new_tokens"]
 
