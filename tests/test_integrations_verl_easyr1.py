@@ -229,3 +229,30 @@ def test_foreign_predictions_scored_and_drawn(tmp_path):
     assert html.count("data:image/png") >= 3
     for row in rows:
         assert row["extra_info"]["id"] in html
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_every_installed_task_round_trips(tmp_path, monkeypatch, family):
+    """Every installed task (built-ins, and text-spotting when installed): the task's ideal answer in the exported
+    space earns its maximum through verl's and EasyR1's calls."""
+    from perception_r1.integrations import easyr1, verl
+    from perception_r1.registry import reset_registry
+
+    monkeypatch.setenv("PERCEPTION_R1_PLUGINS", "text-spotting")
+    reset_registry()
+    try:
+        registry = get_registry()
+        for name, task in sorted(registry.tasks.items()):
+            rows = verl.rows(name, model_family=family, limit=2)
+            truths = [row["reward_model"]["ground_truth"] for row in rows]
+            ideal = [task.render(sample_from_ground_truth(t)) for t in truths]
+            for row, completion in zip(rows, ideal, strict=True):
+                score = verl.compute_score(data_source=row["data_source"], solution_str=completion,
+                                           ground_truth=row["reward_model"]["ground_truth"], extra_info=row["extra_info"])
+                assert score["score"] == pytest.approx(task.reward_range[1]), name
+            table = easyr1.rows(name, tmp_path / name, model_family=family, limit=2)
+            inputs = [{"response": task.render(sample_from_ground_truth(r["answer"])), "response_length": 1,
+                       "ground_truth": r["answer"]} for r in table]
+            assert [s["overall"] for s in easyr1.compute_score(inputs)] == pytest.approx([task.reward_range[1]] * 2)
+    finally:
+        reset_registry()
