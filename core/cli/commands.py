@@ -3,6 +3,6 @@ heavy imports (torch, transformers) stay inside the command bodies so `--help` s
 
 from importlib import import_module
 
-MODULES: list[str] = ["score", "run", "newplugin", "sft", "perplexity", "eval", "report", "docs", "merge"]
+MODULES: list[str] = ["score", "run", "newplugin", "sft", "perplexity", "eval", "report", "docs", "merge", "export"]
 
 ALL = [import_module(f"perception_r1.cli.{name}").command for name in MODULES]

@@ -13,6 +13,7 @@ from perception_r1.data.io import write_jsonl
 from perception_r1.display import metrics_table, print_table
 from perception_r1.errors import UserError
 from perception_r1.evaluate.scoring import score_file
+from perception_r1.integrations.predictions import FORMATS, read_predictions
 from perception_r1.registry import get_registry
 
 
@@ -33,14 +34,19 @@ def check_out_file(out: str, source: str, force: bool) -> None:
 
 @click.command("score")
 @click.option("--task", "task_name", required=True, help="Task whose reward and evaluator to use.")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option("--coords", type=click.Choice(MODEL_COORD_SPACES),
               help="Space the completions' coordinates are in (default: each record's 'coords', else the task's).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the records back with 'reward' and 'rewards'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--force", is_flag=True, help="Let --out replace an existing file (never FILE itself).")
-def command(task_name: str, file: str, coords: str | None, out: str | None, as_json: bool, force: bool) -> None:
-    """Score FILE (JSONL: completion, image_size [w,h], solution in original-image pixels).
+@click.option("--from", "source", type=click.Choice(FORMATS), default="records", show_default=True,
+              help="What wrote FILE: our records, TRL's completions parquet (a file or its folder), verl's "
+                   "generations dump; rows of data exported by `perception-r1 export` carry their ground truth.")
+def command(task_name: str, file: str, coords: str | None, out: str | None, as_json: bool, force: bool,
+            source: str) -> None:
+    """Score FILE (JSONL: completion, image_size [w,h], solution in original-image pixels; or a line with
+    completion and the ground_truth string `perception-r1 export` wrote; or another trainer's log, see --from).
 
     Prints the task's metrics; with --out, writes every record with its reward and reward components
     (atomically; never onto FILE; an existing file only with --force).
@@ -48,7 +54,7 @@ def command(task_name: str, file: str, coords: str | None, out: str | None, as_j
     if out:
         check_out_file(out, file, force)
     task = get_registry().task(task_name)
-    scored, metrics = score_file(file, task, coords)
+    scored, metrics = score_file(file, task, coords, read_predictions(file, source))
     if out:
         write_jsonl(out, scored)
     summary = {**metrics, "mean_reward": sum(r["reward"] for r in scored) / len(scored), "records": len(scored)}

@@ -16,7 +16,8 @@ from perception_r1.errors import UserError
 class AnswerSpace(Protocol):
     """What preparing a sample needs to know of a model (``Policy`` is one)."""
 
-    coord_space: str
+    @property
+    def coord_space(self) -> str: ...
 
     def resized_size(self, width: int, height: int) -> list[int]: ...
 

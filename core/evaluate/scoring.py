@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +46,21 @@ def _check_record(row: dict[str, Any], task: Task, coords: str | None) -> None:
         raise UserError(f"coords 'resized' needs {problem}")
 
 
-def read_records(path: str | Path, task: Task, coords: str | None = None) -> list[tuple[int, dict[str, Any]]]:
-    """(line, record) for every line, all validated before anything is scored; the first bad line is a
-    UserError ``file:line: reason``."""
+def _place(path: str | Path, line: int | str) -> str:
+    """``file:line``; a place already named (``file.parquet:row 3``) stays as it is."""
+    return line if isinstance(line, str) else f"{path}:{line}"
+
+
+def read_records(path: str | Path, task: Task, coords: str | None = None,
+                 rows: Iterable[tuple[int | str, dict[str, Any]]] | None = None) -> list[tuple[int | str, dict[str, Any]]]:
+    """(line, record) for every line of ``path`` (or every given ``rows``: another trainer's predictions), all
+    validated before anything is scored; the first bad one is a UserError ``file:line: reason``."""
     records = []
-    for lineno, row in read_jsonl(path):
+    for lineno, row in read_jsonl(path) if rows is None else rows:
         try:
             _check_record(row, task, coords)
         except UserError as exc:
-            raise UserError(f"{path}:{lineno}: {exc}") from exc
+            raise UserError(f"{_place(path, lineno)}: {exc}") from exc
         row.setdefault("id", str(lineno))
         records.append((lineno, row))
     if not records:
@@ -61,15 +68,18 @@ def read_records(path: str | Path, task: Task, coords: str | None = None) -> lis
     return records
 
 
-def score_file(path: str | Path, task: Task, coords: str | None = None) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """:func:`score_records` of a file's records; a reward or evaluator failure names ``file:line`` / the file."""
-    lines = read_records(path, task, coords)
+def score_file(path: str | Path, task: Task, coords: str | None = None,
+               rows: Iterable[tuple[int | str, dict[str, Any]]] | None = None,
+               ) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """:func:`score_records` of a file's records (or of ``rows`` read from it); a reward or evaluator failure
+    names ``file:line`` / the file."""
+    lines = read_records(path, task, coords, rows)
     scored = []
     for lineno, record in lines:
         try:
             scored += score_records(task, [record], metrics=False)[0]
         except RewardError as exc:
-            raise RewardError(f"{path}:{lineno}: {exc}") from exc
+            raise RewardError(f"{_place(path, lineno)}: {exc}") from exc
     try:
         return scored, task_metrics(task, [record for _, record in lines])
     except UserError as exc:
