@@ -81,7 +81,10 @@ def meteor(pred: str, gt: str, alpha: float = 0.9, beta: float = 3.0, gamma: flo
     Fmean = P R / (alpha P + (1 - alpha) R); penalty = gamma (chunks / matches) ** beta;
     score = Fmean (1 - penalty). Stem and synonym matching need WordNet data that cannot be
     downloaded here, so this is exact-match METEOR; with one matched word the penalty is 0.5 even
-    for a perfect answer, as in the standard definition.
+    for a perfect answer, as in the standard definition. Case-sensitive (nltk lowercases). It equals
+    nltk's ``meteor_score`` with its stem and synonym stages off when no word repeats; with repeated
+    words nltk pairs each answer word, last first, with the last unused equal truth word, which can
+    split runs this alignment keeps together (tests/test_official_files.py shows both).
     """
     hyp, ref = pred.split(), gt.split()
     pairs = _align_exact(hyp, ref)
