@@ -164,6 +164,14 @@ def test_pixmo_count_eval_jsonl_gives_counts(tmp_path):
         load_samples(_task("counting"), _pixmo(tmp_path, [{"image_path": "a.jpg", "question": "x", "count": 3}]))
 
 
+def test_eval_cli_reads_the_pixmo_count_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    result = cli_in_process("eval", "--task", "counting", "--data", str(_pixmo(tmp_path, PIXMO_ROWS)),
+                            "--max-new-tokens", "16", "--threads", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "PixMo-Count test" in result.stdout and "paper base" in result.stdout
+
+
 def test_count_only_samples_score_the_count():
     task = _task("counting")
     sample = {"image_size": [64, 48], "solution": {"count": 3}}
@@ -203,6 +211,14 @@ def test_page_ocr_json_list(tmp_path):
     with pytest.raises(UserError, match=r"en_page_ocr\.json:2: bad 'ocr' row \(conversations must be a list whose "
                                         r"second entry"):
         load_samples(_task("ocr"), _page_ocr(tmp_path, bad))
+
+
+def test_eval_cli_reads_the_page_ocr_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    file = _page_ocr(tmp_path, [_conversation("en_pdf_png/1.png", "Hello world")])
+    result = cli_in_process("eval", "--task", "ocr", "--data", str(file), "--max-new-tokens", "8", "--threads", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "PageOCR" in result.stdout and "f1_official" in result.stdout and "paper base" in result.stdout
 
 
 # -- OCR metrics against nltk and jieba themselves (the official script's calls) ---------------------------
