@@ -264,6 +264,8 @@ def file_rows(file: Path) -> Rows:
     then the 1-based entry). The first non-blank character decides: ``[`` is a JSON list, anything else JSONL."""
     with file.open("rb") as handle:
         start = handle.read(4096).lstrip()[:1]
+    if start == b"{" and _one_object(file):
+        raise UserError(f"{file}: one JSON object, not rows (a JSON list of objects, or JSONL: one object per line)")
     if start != b"[":
         yield from jsonl_rows(file)
         return
@@ -272,6 +274,21 @@ def file_rows(file: Path) -> Rows:
         if not isinstance(entry, dict):
             raise UserError(f"{file}:{n}: expected a JSON object, got {type(entry).__name__}")
         yield f"{file}:{n}", entry
+
+
+def _one_object(file: Path) -> bool:
+    """Whether ``file`` is a single JSON object spread over lines (pretty-printed), which JSONL is not."""
+    with file.open("rb") as handle:
+        first = handle.readline()
+    try:
+        json.loads(first)
+        return False  # a whole object on line 1: JSONL
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return isinstance(json.loads(file.read_bytes()), dict)
+    except (ValueError, RecursionError):
+        return False  # not JSON as a whole either: JSONL reading names the bad line
 
 
 def pick_layout(task: Task, file: Path, layouts: Sequence[Layout]) -> tuple[Layout, Rows]:

@@ -85,6 +85,16 @@ def test_pr1_bad_row_and_unknown_layout_name_the_file_row(tmp_path, monkeypatch)
     assert "pr1-json {image, problem, solution}; qwen-vl-jsonl {image, sent, bbox}; jsonl {image, expression}" in message
 
 
+def test_a_pretty_printed_object_is_named_as_such(tmp_path):
+    file = tmp_path / "refcoco_val.json"
+    file.write_text(json.dumps({"images": [], "annotations": []}, indent=2))
+    with pytest.raises(UserError, match=r"refcoco_val\.json: one JSON object, not rows \(a JSON list of objects"):
+        load_samples(_task("grounding"), file)
+    file.write_text(json.dumps([[1, 2]], indent=2))
+    with pytest.raises(UserError, match=r"refcoco_val\.json:1: expected a JSON object, got list"):
+        load_samples(_task("grounding"), file)
+
+
 def test_eval_cli_reads_the_official_grounding_file(tmp_path, monkeypatch):
     monkeypatch.setenv("PERCEPTION_R1_IMAGE_ROOTS", str(tmp_path / "coco" / "train2014"))
     monkeypatch.setenv("COLUMNS", "160")
