@@ -30,8 +30,9 @@ A count-only sample (PixMo-Count's evaluation JSONL gives a count and no points)
 centres with: its reward is ``count_ratio`` alone (1 only for the exact count) and ``distance`` is None.
 
 Metrics: ``accuracy`` (exact count, the official evaluate_counting.py's and the paper's; a non-parsing answer
-is wrong; the official script counts the ``<|box_start|>`` spans that parse and ignores the rest, where a
-malformed item makes the whole answer fail here), ``mae`` (mean absolute count error;
+is wrong; PR1's evaluate_counting.py counts the ``<|box_start|>...<|box_end|>`` spans that read as
+``(x1,y1),(x2,y2)`` and ignores the rest, where a malformed item fails the whole answer here; it also reads
+an answer without any span as no count, so a truth of 0 is never right there, while ``none`` counts 0 here), ``mae`` (mean absolute count error;
 a non-parsing answer counts as 0 items) and ``format_rate``.
 
 Worst cases (measured in tests/test_reward_hacking.py, 3 objects, reward range [0, 1]): an honest answer
@@ -245,7 +246,8 @@ def _ground_truth(value: Any) -> int:
 
 
 def load_pixmo_eval(task: Task, file: Path, found: rows.Rows, limit: int | None = None) -> list[dict[str, Any]]:
-    """PR1's PixMo-Count evaluation JSONL (``pixmo_count_val540.jsonl``, ``pixmo_count_test540.jsonl``):
+    """PR1's PixMo-Count evaluation JSONL (``pixmo_count_test540_counting_problems_label.jsonl``,
+    ``pixmo_count_validation540_counting_problems_label.jsonl``):
     ``{"image_path", "question", "ground_truth": int}`` per line, ``question`` being the object to count; the
     image is found by :func:`rows.local_image`. The samples hold a count and no points (see
     :func:`count_reward`)."""
@@ -265,13 +267,16 @@ LAYOUTS = (
     rows.Layout("pixmo-count-eval", ("image_path", "question", "ground_truth")),
     rows.Layout("jsonl", ("image", "object", "points")),
 )
-_PIXMO_FILE = re.compile(r"^pixmo_count_(val|test)\d*\.jsonl?$", re.IGNORECASE)
+#: PR1's names: pixmo_count_test540_counting_problems_label.jsonl, pixmo_count_validation540_...; short ones too
+_PIXMO_FILE = re.compile(r"^pixmo_count_(val|validation|test)\d*(?:_\w+)?\.jsonl?$", re.IGNORECASE)
+_PIXMO_SPLITS = {"val": "val", "validation": "val", "test": "test"}
 
 
 def file_benchmark(file: Path) -> str | None:
-    """The paper benchmark a file's name says it is (``pixmo_count_test540.jsonl`` -> 'PixMo-Count test')."""
+    """The paper benchmark a file's name says it is (``pixmo_count_validation540_counting_problems_label.jsonl``
+    -> 'PixMo-Count val')."""
     match = _PIXMO_FILE.match(file.name)
-    return f"PixMo-Count {match.group(1).lower()}" if match else None
+    return f"PixMo-Count {_PIXMO_SPLITS[match.group(1).lower()]}" if match else None
 
 
 def load_file(task: Task, file: Path, limit: int | None, split: str) -> Loaded:

@@ -92,13 +92,15 @@ def _conversation_truth(value: Any) -> str:
 
 
 def load_page_ocr_json(task: Task, file: Path, found: rows.Rows, limit: int | None = None) -> list[dict[str, Any]]:
-    """PR1's PageOCR evaluation files (``en_*.json``, ``zh_*.json``): a JSON list of ``{"image": path under
-    images/ocr/<lang>_pdf_png/, "conversations": [question, {"value": truth}]}``; the image is found by
-    :func:`rows.local_image`."""
+    """PR1's PageOCR evaluation files (``en_page_ocr.json``, ``cn_page_ocr.json``): a JSON list of ``{"image":
+    file name, "conversations": [question, {"value": truth}]}``; the official script reads the image from
+    ``<image_dir>/<lang>_pdf_png/<image>`` (``lang``: the file name's prefix), so :func:`rows.local_image`
+    looks in ``<lang>_pdf_png/`` too."""
+    subfolder = f"{file.name.split('_')[0]}_pdf_png"
 
     def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
         sample = {"query": {}, "solution": {"text": _conversation_truth(row["conversations"])}}
-        return [rows.finish(task, sample, rows.local_image(file, row["image"]))]
+        return [rows.finish(task, sample, rows.local_image(file, row["image"], subfolder))]
 
     return rows.collect(task, found, convert, limit)
 
@@ -111,9 +113,9 @@ LAYOUTS = (
 
 
 def file_benchmark(file: Path) -> str | None:
-    """'PageOCR' for English PageOCR files (``en_*.json``, or a path naming "page"); the paper's numbers we
-    carry are the English ones, so a ``zh_*`` file gets none."""
-    if re.match(r"zh[_-]", file.name, re.IGNORECASE):
+    """'PageOCR' for English PageOCR files (``en_page_ocr.json``, or a path naming "page"); the paper's numbers
+    we carry are the English ones, so a Chinese file (``cn_*``, ``zh_*``) gets none."""
+    if re.match(r"(cn|zh)[_-]", file.name, re.IGNORECASE):
         return None
     return "PageOCR" if re.match(r"en[_-]", file.name, re.IGNORECASE) or "page" in str(file).lower() else None
 

@@ -309,19 +309,21 @@ def pick_layout(task: Task, file: Path, layouts: Sequence[Layout]) -> tuple[Layo
                     f"the '{task.name}' layouts are: {known}")
 
 
-def local_image(file: Path, relative: Any) -> Path:
+def local_image(file: Path, relative: Any, subfolder: str = "") -> Path:
     """An image a row names relative to an image directory, as the official evaluation files do: looked up
     beside ``file``, in its ``images/`` folder, then under each directory of ``PERCEPTION_R1_IMAGE_ROOTS``
-    (which also lets images outside ``--data`` be read; see :mod:`perception_r1.data.limits`)."""
+    (which also lets images outside ``--data`` be read; see :mod:`perception_r1.data.limits`); in each of them
+    also under ``subfolder`` when given (PageOCR's script joins ``<lang>_pdf_png/`` to its image directory)."""
     if not isinstance(relative, str) or not relative.strip():
         raise BadRow("image must be a non-empty path")
-    folders = [file.parent, images_dir(file.parent)]
-    folders += [Path(p) for p in os.environ.get(limits.ENV_IMAGE_ROOTS, "").split(os.pathsep) if p]
-    for folder in folders:
+    bases = [file.parent, images_dir(file.parent)]
+    bases += [Path(p) for p in os.environ.get(limits.ENV_IMAGE_ROOTS, "").split(os.pathsep) if p]
+    for folder in [place for base in bases for place in ([base, base / subfolder] if subfolder else [base])]:
         try:
             if (folder / relative).is_file():
                 return folder / relative
         except OSError as exc:  # a name longer than the OS allows
             raise BadRow(f"image file name {relative[-80:]!r} is unusable ({exc.strerror})") from exc
+    also = f" (or their {subfolder}/)" if subfolder else ""
     raise BadRow(f"image {relative[-200:]} is not beside {file.name}, in images/ or under a directory of "
-                 f"{limits.ENV_IMAGE_ROOTS}")
+                 f"{limits.ENV_IMAGE_ROOTS}{also}")

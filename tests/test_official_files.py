@@ -163,8 +163,8 @@ def test_pixmo_count_eval_jsonl_gives_counts(tmp_path):
     assert loaded.format == "pixmo-count-eval" and loaded.benchmark == "PixMo-Count test"
     assert [s["solution"] for s in loaded.samples] == [{"count": 3}, {"count": 0}]
     assert loaded.samples[0]["query"] == {"object": "red squares"}
-    assert load_samples(_task("counting"), _pixmo(tmp_path, PIXMO_ROWS, "pixmo_count_val540.jsonl")).benchmark == \
-        "PixMo-Count val"
+    official_name = "pixmo_count_validation540_counting_problems_label.jsonl"
+    assert load_samples(_task("counting"), _pixmo(tmp_path, PIXMO_ROWS, official_name)).benchmark == "PixMo-Count val"
     bad = [PIXMO_ROWS[0], {**PIXMO_ROWS[1], "ground_truth": 2.5}]
     with pytest.raises(UserError, match=r"pixmo_count_test540\.jsonl:2: bad 'counting' row \(ground_truth must be an "
                                         r"integer count"):
@@ -180,6 +180,19 @@ def test_eval_cli_reads_the_pixmo_count_file(tmp_path, monkeypatch):
                             "--max-new-tokens", "16", "--threads", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "PixMo-Count test" in result.stdout and "paper base" in result.stdout
+
+
+def test_pixmo_images_under_a_separate_image_dir(tmp_path, monkeypatch):
+    # the official script: os.path.join(image_dir, image_path), anno_dir apart
+    _image(tmp_path / "pixmo_images" / "a.jpg")
+    file = tmp_path / "anno" / "pixmo_count_test540_counting_problems_label.jsonl"
+    file.parent.mkdir()
+    file.write_text(json.dumps(PIXMO_ROWS[0]) + "\n")
+    with pytest.raises(UserError, match=r"counting_problems_label\.jsonl:1: bad 'counting' row \(image a\.jpg is not"):
+        load_samples(_task("counting"), file)
+    monkeypatch.setenv("PERCEPTION_R1_IMAGE_ROOTS", str(tmp_path / "pixmo_images"))
+    loaded = load_samples(_task("counting"), file)
+    assert loaded.benchmark == "PixMo-Count test" and loaded.samples[0]["image_path"] == str(tmp_path / "pixmo_images" / "a.jpg")
 
 
 def test_count_only_samples_score_the_count():
@@ -199,8 +212,8 @@ def test_count_only_samples_score_the_count():
 
 # -- OCR: PageOCR JSON lists ------------------------------------------------------------------------------
 def _page_ocr(tmp_path, rows, name="en_page_ocr.json"):
-    for row in rows:
-        _image(tmp_path / "images" / row["image"])
+    for row in rows:  # where the official script reads them: <image_dir>/<lang>_pdf_png/<image>
+        _image(tmp_path / "images" / f"{name.split('_')[0]}_pdf_png" / row["image"])
     file = tmp_path / name
     file.write_text(json.dumps(rows, indent=4, ensure_ascii=False))
     return file
@@ -212,12 +225,13 @@ def _conversation(image, truth):
 
 
 def test_page_ocr_json_list(tmp_path):
-    rows = [_conversation("en_pdf_png/1.png", "Hello  world\nsecond line"), _conversation("en_pdf_png/2.png", "x")]
+    rows = [_conversation("1.png", "Hello  world\nsecond line"), _conversation("2.png", "x")]
     loaded = load_samples(_task("ocr"), _page_ocr(tmp_path, rows))
     assert loaded.format == "page-ocr-json" and loaded.benchmark == "PageOCR"
     assert [s["solution"]["text"] for s in loaded.samples] == ["Hello  world\nsecond line", "x"]
-    assert load_samples(_task("ocr"), _page_ocr(tmp_path, rows, "zh_page_ocr.json")).benchmark is None
-    bad = [rows[0], {"image": "en_pdf_png/2.png", "conversations": [{"value": "q"}]}]
+    chinese = load_samples(_task("ocr"), _page_ocr(tmp_path, rows, "cn_page_ocr.json"))
+    assert chinese.benchmark is None and chinese.samples[0]["image_path"].endswith("cn_pdf_png/1.png")
+    bad = [rows[0], {"image": "2.png", "conversations": [{"value": "q"}]}]
     with pytest.raises(UserError, match=r"en_page_ocr\.json:2: bad 'ocr' row \(conversations must be a list whose "
                                         r"second entry"):
         load_samples(_task("ocr"), _page_ocr(tmp_path, bad))
@@ -225,7 +239,7 @@ def test_page_ocr_json_list(tmp_path):
 
 def test_eval_cli_reads_the_page_ocr_file(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
-    file = _page_ocr(tmp_path, [_conversation("en_pdf_png/1.png", "Hello world")])
+    file = _page_ocr(tmp_path, [_conversation("1.png", "Hello world")])
     result = cli_in_process("eval", "--task", "ocr", "--data", str(file), "--max-new-tokens", "8", "--threads", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "PageOCR" in result.stdout and "f1_official" in result.stdout and "paper base" in result.stdout
