@@ -253,7 +253,8 @@ def load_pr1_json(task: Task, file: Path, found: rows.Rows, limit: int | None = 
 
 def load_refcoco(task: Task, root: Path, split: str, limit: int | None) -> Loaded | None:
     """A RefCOCO-family layout at ``root`` (refer JSON, lmms-lab parquet or the same columns through `datasets`:
-    a ``save_to_disk`` directory or a cached Hub id such as ``lmms-lab/RefCOCO``; Qwen-VL JSONL), else None."""
+    a ``save_to_disk`` directory or a cached Hub id such as ``lmms-lab/RefCOCO``; a file in the folder named like
+    ``refcoco_val.json`` or ``refcocog_test.jsonl``, read by :func:`load_file`), else None."""
     if rows.is_dataset_source(root):
         return Loaded(load_refcoco_parquet(task, root, split, limit), "lmms-lab-datasets", _bench(root, split))
     if root.is_dir():
