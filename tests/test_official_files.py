@@ -103,6 +103,7 @@ def test_eval_cli_reads_the_official_grounding_file(tmp_path, monkeypatch):
                             "--threads", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "RefCOCO val" in result.stdout and "paper base" in result.stdout and "center_acc" in result.stdout
+    assert "answers read as norm1000 coordinates (the model family's)" in result.stderr
 
 
 # -- grounding metrics against the official evaluate_grounding.py formulas -------------------------------
@@ -327,3 +328,18 @@ def test_exact_meteor_against_nltk_without_stems_and_synonyms():
     repeated = ("the quick brown fox", "the quick brown fox jumps over the lazy dog")
     assert nltk_exact(*repeated) == pytest.approx(0.4411764705882353)  # 'the' paired with the second 'the'
     assert meteor(*repeated) > nltk_exact(*repeated)
+
+
+# -- the coordinate space answers are read in ---------------------------------------------------------------
+def test_a_coords_mismatch_is_caught():
+    from perception_r1.data.synthetic import synthetic_samples
+    from perception_r1.evaluate.evaluation import answers_outside, coords_warning
+
+    task = _task("grounding")
+    samples = [{**s, "coords": "norm1000"} for s in synthetic_samples(task, "val", 12, seed=0)]
+    records = [{**s, "completion": task.render(s)} for s in samples]  # 0-1000 answers
+    assert coords_warning(task, records, "norm1000") is None and answers_outside(task, records) == (0, 12)
+    as_pixels = [{**r, "coords": "pixels"} for r in records]  # the same answers read as pixels of smaller images
+    outside, counted = answers_outside(task, as_pixels)
+    assert counted == 12 and outside > 6
+    assert f"{outside} of 12 answers fall outside their image when read as pixels" in coords_warning(task, as_pixels, "pixels")
