@@ -26,7 +26,13 @@ space. ``P = G = 0`` ("none" for an empty scene) is perfect (1.0). Components: `
 ``count_ratio``, ``distance`` (None when nothing is matched). Distances have the same answer-grid
 dead zone as grounding (:func:`geometry.grid_tolerance`), so the rounded ground truth earns exactly 1.
 
-Metrics: ``accuracy`` (exact count; a non-parsing answer is wrong), ``mae`` (mean absolute count error;
+A count-only sample (PixMo-Count's evaluation JSONL gives a count and no points) has nothing to match
+centres with: its reward is ``count_ratio`` alone (1 only for the exact count) and ``distance`` is None.
+
+Metrics: ``accuracy`` (exact count, the official evaluate_counting.py's and the paper's; a non-parsing answer
+is wrong; PR1's evaluate_counting.py counts the ``<|box_start|>...<|box_end|>`` spans that read as
+``(x1,y1),(x2,y2)`` and ignores the rest, where a malformed item fails the whole answer here; it also reads
+an answer without any span as no count, so a truth of 0 is never right there, while ``none`` counts 0 here), ``mae`` (mean absolute count error;
 a non-parsing answer counts as 0 items) and ``format_rate``.
 
 Worst cases (measured in tests/test_reward_hacking.py, 3 objects, reward range [0, 1]): an honest answer
@@ -140,14 +146,22 @@ def parse_centres(text: str) -> np.ndarray:
     return _centres([], values)
 
 
+def truth_count(solution: Mapping[str, Any]) -> int:
+    """How many objects a solution holds: its points, or its ``count`` when it gives no points."""
+    return len(solution["points"]) if "points" in solution else int(solution["count"])
+
+
 def count_reward(centres: np.ndarray, sample: Mapping[str, Any], space: str) -> tuple[float, float, float | None]:
-    """(total, count_ratio, distance) of answer ``centres`` (in ``space``) against the sample's points."""
-    gt = np.asarray(sample["solution"]["points"], dtype=np.float64).reshape(-1, 2)
-    p, g = len(centres), len(gt)
+    """(total, count_ratio, distance) of answer ``centres`` (in ``space``) against the sample's points; a
+    count-only sample (no points to match) is scored on its count: total = count_ratio, distance None."""
+    p, g = len(centres), truth_count(sample["solution"])
     if p == 0 and g == 0:
         return 1.0, 1.0, None
     if p == 0 or g == 0:
         return 0.0, 0.0, None
+    if "points" not in sample["solution"]:
+        return min(p, g) / max(p, g), min(p, g) / max(p, g), None
+    gt = np.asarray(sample["solution"]["points"], dtype=np.float64).reshape(-1, 2)
     size, resized = sample["image_size"], sample.get("resized_size")
     pred = geometry.to_pixels(centres, space, size, resized)
     dist = geometry.point_distances(pred, gt, geometry.grid_tolerance(space, size, resized))
@@ -225,6 +239,54 @@ def load_pixmo_count(task: Task, root: Path, split: str, limit: int | None = Non
     return rows.collect(task, rows.table_rows(root, names), convert, limit)
 
 
+def _ground_truth(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ITEMS:
+        raise rows.BadRow(f"ground_truth must be an integer count from 0 to {MAX_ITEMS}, got {value!r}"[:120])
+    return value
+
+
+def load_pixmo_eval(task: Task, file: Path, found: rows.Rows, limit: int | None = None) -> list[dict[str, Any]]:
+    """PR1's PixMo-Count evaluation JSONL (``pixmo_count_test540_counting_problems_label.jsonl``,
+    ``pixmo_count_validation540_counting_problems_label.jsonl``):
+    ``{"image_path", "question", "ground_truth": int}`` per line, ``question`` being the object to count; the
+    image is found by :func:`rows.local_image`. The samples hold a count and no points (see
+    :func:`count_reward`)."""
+
+    def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
+        question = row["question"]
+        if not isinstance(question, str) or not question.strip():
+            raise rows.BadRow("question must be a non-empty string")
+        sample = {"query": {"object": question.strip()}, "solution": {"count": _ground_truth(row["ground_truth"])}}
+        return [rows.finish(task, sample, rows.local_image(file, row["image_path"]))]
+
+    return rows.collect(task, found, convert, limit)
+
+
+#: the row layouts of one counting file (JSONL or JSON list), tried in this order
+LAYOUTS = (
+    rows.Layout("pixmo-count-eval", ("image_path", "question", "ground_truth")),
+    rows.Layout("jsonl", ("image", "object", "points")),
+)
+#: PR1's names: pixmo_count_test540_counting_problems_label.jsonl, pixmo_count_validation540_...; short ones too
+_PIXMO_FILE = re.compile(r"^pixmo_count_(val|validation|test)\d*(?:_\w+)?\.jsonl?$", re.IGNORECASE)
+_PIXMO_SPLITS = {"val": "val", "validation": "val", "test": "test"}
+
+
+def file_benchmark(file: Path) -> str | None:
+    """The paper benchmark a file's name says it is (``pixmo_count_validation540_counting_problems_label.jsonl``
+    -> 'PixMo-Count val')."""
+    match = _PIXMO_FILE.match(file.name)
+    return f"PixMo-Count {_PIXMO_SPLITS[match.group(1).lower()]}" if match else None
+
+
+def load_file(task: Task, file: Path, limit: int | None, split: str) -> Loaded:
+    """One counting file in whichever of :data:`LAYOUTS` its first row has."""
+    layout, found = rows.pick_layout(task, file, LAYOUTS)
+    if layout.name == "pixmo-count-eval":
+        return Loaded(load_pixmo_eval(task, file, found, limit), layout.name, file_benchmark(file))
+    return Loaded(rows.load_jsonl(task, file, split, limit, _counting_row), layout.name, file_benchmark(file))
+
+
 def _counting_row(row: dict[str, Any]) -> dict[str, Any]:
     points = row["points"]
     if not isinstance(points, list):
@@ -242,8 +304,10 @@ class CountingTask(Task):
     coord_space = "norm1000"
     solution_schema = {
         "type": "object",
-        "required": ["points"],
+        # points (pixels), or only a count (PixMo-Count's evaluation files): accuracy needs nothing more
+        "anyOf": [{"required": ["points"]}, {"required": ["count"]}],
         "properties": {
+            "count": {"type": "integer", "minimum": 0, "maximum": MAX_ITEMS},
             "points": {
                 "type": "array",
                 "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
@@ -281,7 +345,7 @@ class CountingTask(Task):
             return {}
         correct, errors, parsed = 0, 0.0, 0
         for record in records:
-            truth = len(record["solution"]["points"])
+            truth = truth_count(record["solution"])
             try:
                 predicted = len(self.parse(record.get("completion") or ""))
             except ParseError:
@@ -297,9 +361,11 @@ class CountingTask(Task):
         """Boxes when the solution has them (Qwen2-VL box tokens in norm1000, ``bbox_2d`` JSON
         otherwise), else points; ``none`` for an empty scene."""
         solution, space = sample["solution"], self.space(sample)
-        points = solution["points"]
-        if not points:
+        if truth_count(solution) == 0:
             return "none"
+        if "points" not in solution:
+            raise UserError("a count-only sample (PixMo-Count evaluation file) has no boxes or points to write")
+        points = solution["points"]
         boxes = solution.get("boxes")
         use_boxes = boxes is not None and len(boxes) == len(points)
         values = geometry.from_pixels(boxes if use_boxes else points, space, sample["image_size"], sample.get("resized_size"))
@@ -312,15 +378,17 @@ class CountingTask(Task):
         return "[" + ", ".join(f'{{"{key}": [{", ".join(row)}]}}' for row in rows) + "]"
 
     def load(self, path: str, split: str | None = None, limit: int | None = None) -> Loaded:
-        """PixMo-Count parquet (see :func:`load_pixmo_count`), else PixMo-Count-style JSONL, one image per line:
-        ``{"image": "rel/path.jpg", "object": "people", "points": [[x, y], ...]}`` in pixels, optional
-        ``"boxes"`` (same instances, same order), ``"image_size": [w, h]`` and ``"id"``."""
+        """PixMo-Count parquet (see :func:`load_pixmo_count`), else one file (``path``, or
+        ``<path>/<split>.jsonl``) in one of :data:`LAYOUTS`: PR1's PixMo-Count evaluation JSONL
+        (:func:`load_pixmo_eval`), or PixMo-Count-style rows ``{"image": "rel/path.jpg", "object": "people",
+        "points": [[x, y], ...]}`` in pixels, optional ``"boxes"`` (same instances, same order), ``"image_size":
+        [w, h]`` and ``"id"``. docs/data-layouts.md lists them all."""
         split, root = split or "train", Path(path)
         if rows.is_dataset_source(root):  # the same columns through `datasets` (save_to_disk dir, cached Hub id)
             return Loaded(load_pixmo_count(self, root, split, limit), "pixmo-count-datasets", f"PixMo-Count {split}")
         if root.is_dir() and rows.split_files(root, ["validation" if split == "val" else split], "parquet"):
             return Loaded(load_pixmo_count(self, root, split, limit), "pixmo-count-parquet", f"PixMo-Count {split}")
-        return Loaded(rows.load_jsonl(self, path, split, limit, _counting_row), "jsonl")
+        return load_file(self, rows.split_jsonl(self, path, split), limit, split)
 
     def synthetic(self, rng: random.Random) -> dict[str, Any]:
         """0-6 objects of one (color, shape) kind to count, among 0-2 distractors of other kinds."""
@@ -341,7 +409,7 @@ class CountingTask(Task):
     def draw_solution(self, sample: Mapping[str, Any]) -> Shapes:
         solution = sample["solution"]
         return Shapes(boxes=[[float(v) for v in box] for box in solution.get("boxes") or []],
-                      points=[[float(v) for v in point] for point in solution["points"]])
+                      points=[[float(v) for v in point] for point in solution.get("points") or []])
 
     def draw_answer(self, answer: np.ndarray, sample: Mapping[str, Any]) -> Shapes:
         if len(answer) == 0:
@@ -350,7 +418,7 @@ class CountingTask(Task):
         return Shapes(points=points.tolist())
 
     def objects(self, solution: Mapping[str, Any]) -> int:
-        return len(solution["points"])
+        return truth_count(solution)
 
 
 @hookimpl

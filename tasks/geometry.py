@@ -146,6 +146,13 @@ def box_centers(boxes: object) -> np.ndarray:
     return (b[:, :2] + b[:, 2:4]) / 2.0
 
 
+def center_inside(box: object, truth: object) -> bool:
+    """Whether the centre of ``box`` lies inside ``truth`` (edges included): grounding's official Center_ACC."""
+    cx, cy = box_centers(np.asarray(box, dtype=np.float64).reshape(1, 4))[0]
+    x1, y1, x2, y2 = np.asarray(truth, dtype=np.float64).reshape(4)
+    return bool(x1 <= cx <= x2 and y1 <= cy <= y2)
+
+
 def _pairwise(
     a: object, b: object, paired: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

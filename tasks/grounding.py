@@ -27,8 +27,14 @@ the ground truth exactly. A predicted coordinate within half a grid unit of the 
 (:func:`geometry.grid_tolerance`) counts as exact, in the reward and the metrics alike; the rounded
 ground truth therefore scores exactly the maximum. On real images this changes IoU by < 0.2 %.
 
-Metrics: ``acc@0.5``, ``acc@0.75``, ``acc@0.95`` (share of records with IoU >= threshold), ``acc_mean``
-(their mean), ``miou`` (mean IoU) and ``format_rate``; a completion that does not parse has IoU 0.
+Metrics: ``acc@0.1``, ``acc@0.3``, ``acc@0.5``, ``acc@0.75``, ``acc@0.95`` (share of records with IoU >=
+threshold: the official script's ACC@0.1-0.95; the paper reports Acc@0.5), ``acc_mean`` (the mean of Acc@0.5,
+0.75 and 0.95), ``center_acc`` (the official Center_ACC: the predicted box's centre lies inside the truth box),
+``miou`` (mean IoU: the official IoU) and ``format_rate``; a completion that does not parse has IoU 0 and no
+centre. Ours are fractions where the official script prints percent, and measure the answer in original
+pixels against the pixel ``solution`` with the grid dead zone; the official script compares a 0-1000 answer
+with the rounded ``normalized_solution`` and adds 1e-10 to the IoU's denominator (a difference below 1e-9 for
+any box of at least one pixel; tests/test_official_files.py checks both against a transcription).
 
 Worst cases (measured in tests/test_reward_hacking.py, 200x200 image, reward range [0, 2]): an honest box at
 IoU 0.81 scores 1.66; a whole-image box 1.01 and a degenerate box 1.00 (format only: IoU^2 is near 0); empty,
@@ -69,6 +75,8 @@ from perception_r1.tasks.scenes import COLORS, SHAPES, place_objects
 #: longest completion parsed at all; a box answer is < 100 characters
 MAX_CHARS = 2000
 THRESHOLDS = (0.5, 0.75, 0.95)
+#: the official evaluate_grounding.py's ACC@ thresholds (acc_mean stays the mean over THRESHOLDS)
+OFFICIAL_THRESHOLDS = (0.1, 0.3, 0.5, 0.75, 0.95)
 
 _QWEN = re.compile(rf"{REF}(?:{BOX_START})?{BOX}(?:{BOX_END})?\.?")
 
@@ -94,13 +102,20 @@ def resized_size(sample: Mapping[str, Any]) -> Any:
     return sample.get("resized_size")
 
 
+def pixel_box(box: Sequence[float], sample: Mapping[str, Any], space: str) -> np.ndarray:
+    """An answer box (in ``space``) in original pixels, snapped to the truth within the grid dead zone."""
+    size, resized = sample["image_size"], resized_size(sample)
+    pred = geometry.to_pixels(np.asarray(box, dtype=np.float64), space, size, resized)
+    return geometry.snap(pred, truth_box(sample), geometry.grid_tolerance(space, size, resized))
+
+
+def truth_box(sample: Mapping[str, Any]) -> np.ndarray:
+    return np.asarray(sample["solution"]["bbox"], dtype=np.float64)
+
+
 def box_iou(box: Sequence[float], sample: Mapping[str, Any], space: str) -> float:
     """IoU of an answer box (in ``space``) with the sample's ground truth, with the grid dead zone."""
-    size, resized = sample["image_size"], resized_size(sample)
-    gt = np.asarray(sample["solution"]["bbox"], dtype=np.float64)
-    pred = geometry.to_pixels(np.asarray(box, dtype=np.float64), space, size, resized)
-    pred = geometry.snap(pred, gt, geometry.grid_tolerance(space, size, resized))
-    return geometry.iou(pred, gt)
+    return geometry.iou(pixel_box(box, sample, space), truth_box(sample))
 
 
 #: the paper's grounding results (Acc@0.5 as a fraction); one answer per sample: perceptual perplexity 1
@@ -115,17 +130,26 @@ PAPER_BENCHMARKS = {
 
 
 # -- data: RefCOCO / RefCOCO+ / RefCOCOg, and a plain JSONL ------------------------------------------
-REFCOCO_NAMES = {"refcoco": "RefCOCO", "refcoco+": "RefCOCO+", "refcocoplus": "RefCOCO+", "refcocog": "RefCOCOg"}
-_QWEN_REFCOCO = re.compile(r"^(refcoco[+g]?)_(\w+)\.jsonl$", re.IGNORECASE)
+REFCOCO_NAMES = {"refcoco": "RefCOCO", "refcoco+": "RefCOCO+", "refcocoplus": "RefCOCO+", "refcocop": "RefCOCO+",
+                 "refcocog": "RefCOCOg"}
+#: a RefCOCO-family evaluation file: Qwen-VL's ``refcocog_test.jsonl``, PR1/VLM-R1's ``refcocop_testA.json``
+_REFCOCO_FILE = re.compile(r"^(refcoco(?:\+|p|plus|g)?)_(val|testa|testb|test)\.jsonl?$", re.IGNORECASE)
+_SPLITS = {"val": "val", "testa": "testA", "testb": "testB", "test": "test"}
 
 
 def refcoco_name(path: Path) -> str | None:
     """'RefCOCO', 'RefCOCO+' or 'RefCOCOg' from a folder or file name, else None."""
     for part in reversed(path.parts):
-        key = part.lower().split("_")[0].removesuffix(".jsonl")
+        key = part.lower().split("_")[0].removesuffix(".jsonl").removesuffix(".json")
         if key in REFCOCO_NAMES:
             return REFCOCO_NAMES[key]
     return None
+
+
+def file_benchmark(file: Path) -> str | None:
+    """The paper benchmark an evaluation file's name says it is (``refcoco_val.json`` -> 'RefCOCO val')."""
+    match = _REFCOCO_FILE.match(file.name)
+    return f"{REFCOCO_NAMES[match.group(1).lower()]} {_SPLITS[match.group(2).lower()]}" if match else None
 
 
 def _bench(path: Path, split: str) -> str | None:
@@ -200,23 +224,37 @@ def load_refer_json(task: Task, root: Path, split: str, limit: int | None = None
     return rows.collect(task, mine, convert, limit)
 
 
-def load_qwen_refcoco_jsonl(task: Task, file: Path, limit: int | None = None) -> list[dict[str, Any]]:
+def load_qwen_refcoco_jsonl(task: Task, file: Path, found: rows.Rows, limit: int | None = None) -> list[dict[str, Any]]:
     """Qwen-VL's RefCOCO evaluation JSONL: ``image`` (relative path), ``sent``, ``bbox`` xyxy, ``width``/``height``."""
-    folder = rows.images_dir(file.parent)
 
     def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
         sample: dict[str, Any] = {"query": {"expression": _expressions(row["sent"])[0]},
                                   "solution": {"bbox": rows.xyxy_box(row["bbox"])}}
         if "width" in row and "height" in row:
             sample["image_size"] = rows.row_numbers([row["width"], row["height"]], 2, "width/height")
-        return [rows.finish(task, sample, folder / str(row["image"]))]
+        return [rows.finish(task, sample, rows.local_image(file, row["image"]))]
 
-    return rows.collect(task, rows.jsonl_rows(file), convert, limit)
+    return rows.collect(task, found, convert, limit)
+
+
+def load_pr1_json(task: Task, file: Path, found: rows.Rows, limit: int | None = None) -> list[dict[str, Any]]:
+    """PR1 / VLM-R1's grounding files (``refcoco_val.json`` ...): a JSON list of ``{"image", "problem",
+    "solution": [x1, y1, x2, y2] original pixels, "normalized_solution": 0-1000}``. ``image`` is relative to the
+    COCO train2014 folder, found by :func:`rows.local_image`. ``normalized_solution`` is not read: ours are
+    measured in pixels, which the pixel ``solution`` gives without rounding."""
+
+    def convert(row: dict[str, Any]) -> list[dict[str, Any]]:
+        sample = {"query": {"expression": _expressions(row["problem"])[0]},
+                  "solution": {"bbox": rows.xyxy_box(row["solution"], "solution")}}
+        return [rows.finish(task, sample, rows.local_image(file, row["image"]))]
+
+    return rows.collect(task, found, convert, limit)
 
 
 def load_refcoco(task: Task, root: Path, split: str, limit: int | None) -> Loaded | None:
     """A RefCOCO-family layout at ``root`` (refer JSON, lmms-lab parquet or the same columns through `datasets`:
-    a ``save_to_disk`` directory or a cached Hub id such as ``lmms-lab/RefCOCO``; Qwen-VL JSONL), else None."""
+    a ``save_to_disk`` directory or a cached Hub id such as ``lmms-lab/RefCOCO``; a file in the folder named like
+    ``refcoco_val.json`` or ``refcocog_test.jsonl``, read by :func:`load_file`), else None."""
     if rows.is_dataset_source(root):
         return Loaded(load_refcoco_parquet(task, root, split, limit), "lmms-lab-datasets", _bench(root, split))
     if root.is_dir():
@@ -224,13 +262,29 @@ def load_refcoco(task: Task, root: Path, split: str, limit: int | None) -> Loade
             return Loaded(load_refer_json(task, root, split, limit), "refer-json", _bench(root, split))
         if rows.split_files(root, [split], "parquet"):
             return Loaded(load_refcoco_parquet(task, root, split, limit), "lmms-lab-parquet", _bench(root, split))
-        qwen = sorted(f for f in root.glob(f"*_{split}.jsonl") if _QWEN_REFCOCO.match(f.name))
-        if qwen:
-            return Loaded(load_qwen_refcoco_jsonl(task, qwen[0], limit), "qwen-vl-jsonl", _bench(qwen[0], split))
-    match = _QWEN_REFCOCO.match(root.name)
-    if root.is_file() and match:
-        return Loaded(load_qwen_refcoco_jsonl(task, root, limit), "qwen-vl-jsonl", _bench(root, match.group(2)))
+        named = sorted(f for f in root.glob(f"*_{split}.json*") if _REFCOCO_FILE.match(f.name))
+        if named:
+            return load_file(task, named[0], limit)
     return None
+
+
+#: the row layouts of one grounding file (JSON list or JSONL), tried in this order
+LAYOUTS = (
+    rows.Layout("pr1-json", ("image", "problem", "solution")),
+    rows.Layout("qwen-vl-jsonl", ("image", "sent", "bbox")),
+    rows.Layout("jsonl", ("image", "expression")),
+)
+
+
+def load_file(task: Task, file: Path, limit: int | None, split: str | None = None) -> Loaded:
+    """One grounding file in whichever of :data:`LAYOUTS` its first row has."""
+    layout, found = rows.pick_layout(task, file, LAYOUTS)
+    bench = file_benchmark(file)
+    if layout.name == "pr1-json":
+        return Loaded(load_pr1_json(task, file, found, limit), layout.name, bench)
+    if layout.name == "qwen-vl-jsonl":
+        return Loaded(load_qwen_refcoco_jsonl(task, file, found, limit), layout.name, bench)
+    return Loaded(rows.load_jsonl(task, file, split, limit, _grounding_row), layout.name, bench)
 
 
 def _grounding_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -282,18 +336,22 @@ class GroundingTask(Task):
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         if not records:
             return {}
-        ious, parsed = [], 0
+        ious, centred, parsed = [], [], 0
         for record in records:
             try:
                 box = self.parse(record.get("completion") or "")
             except ParseError:
                 ious.append(0.0)
+                centred.append(False)
                 continue
             parsed += 1
-            ious.append(box_iou(box, record, self.space(record)))
+            pred = pixel_box(box, record, self.space(record))
+            ious.append(geometry.iou(pred, truth_box(record)))
+            centred.append(geometry.center_inside(pred, truth_box(record)))
         values = np.asarray(ious)
-        metrics = {f"acc@{t}": float(np.mean(values >= t)) for t in THRESHOLDS}
+        metrics = {f"acc@{t}": float(np.mean(values >= t)) for t in OFFICIAL_THRESHOLDS}
         metrics["acc_mean"] = float(np.mean([metrics[f"acc@{t}"] for t in THRESHOLDS]))
+        metrics["center_acc"] = float(np.mean(centred))
         metrics["miou"] = float(values.mean())
         metrics["format_rate"] = parsed / len(records)
         return metrics
@@ -308,12 +366,14 @@ class GroundingTask(Task):
         return f'{{"bbox_2d": [{x1}, {y1}, {x2}, {y2}]}}'
 
     def load(self, path: str, split: str | None = None, limit: int | None = None) -> Loaded:
-        """The RefCOCO family in any of its layouts (see :func:`load_refcoco`), else RefCOCO-style JSONL, one
-        referring expression per line: ``{"image": "rel/path.jpg", "expression": "...", "bbox": [x1, y1, x2, y2]}``
-        in pixels (or ``"bbox_xywh"`` as in COCO annotations), optional ``"image_size": [w, h]`` and ``"id"``."""
+        """The RefCOCO family in any of its folder layouts (see :func:`load_refcoco`), else one file (``path``, or
+        ``<path>/<split>.jsonl``) in one of :data:`LAYOUTS`: PR1/VLM-R1's JSON lists (:func:`load_pr1_json`),
+        Qwen-VL's JSONL, or RefCOCO-style rows ``{"image": "rel/path.jpg", "expression": "...", "bbox": [x1, y1,
+        x2, y2]}`` in pixels (or ``"bbox_xywh"`` as in COCO annotations), optional ``"image_size": [w, h]`` and
+        ``"id"``. docs/data-layouts.md lists them all."""
         split = split or "train"
         loaded = load_refcoco(self, Path(path), split, limit)
-        return loaded or Loaded(rows.load_jsonl(self, path, split, limit, _grounding_row), "jsonl")
+        return loaded or load_file(self, rows.split_jsonl(self, path, split), limit, split)
 
     def synthetic(self, rng: random.Random) -> dict[str, Any]:
         """1-3 objects of distinct (color, shape) kinds; the expression names one of them."""

@@ -18,8 +18,11 @@ Embedded images stay compressed in memory (``PIL.Image.open`` on the bytes decod
 from __future__ import annotations
 
 import io
+import itertools
 import json
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +227,8 @@ def read_json(path: Path) -> Any:
 
 def load_jsonl(task: Task, path: str | Path, split: str | None, limit: int | None,
                to_sample: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
-    """Samples of the simple JSONL layout ``<path>/<split>.jsonl`` (or the file ``path``), one per line.
+    """Samples of the simple JSONL layout ``<path>/<split>.jsonl`` (or the file ``path``), one per line (or per
+    entry when the file is a JSON list).
 
     ``to_sample(row)`` gives a sample's ``query`` and ``solution`` (raising BadRow / KeyError on a bad row);
     ``image`` is a path relative to the file's folder; ``image_size`` (else read from the image header) and
@@ -239,5 +243,87 @@ def load_jsonl(task: Task, path: str | Path, split: str | None, limit: int | Non
         sample["id"] = str(row["id"])
         return [finish(task, sample, str(file.parent / str(row["image"])))]
 
-    rows = ((f"{file}:{n}", {"id": f"{file.stem}-{n}", **row}) for n, row in read_jsonl(file))
+    rows = ((where, {"id": f"{file.stem}-{where.rsplit(':', 1)[1]}", **row}) for where, row in file_rows(file))
     return collect(task, rows, convert, limit)
+
+
+# -- layouts of one file ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Layout:
+    """A row layout a task reads from a JSON / JSONL file: its name and the keys every row must have."""
+
+    name: str
+    required: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.name} {{{', '.join(self.required)}}}"
+
+
+def file_rows(file: Path) -> Rows:
+    """(``file:row``, object) for every row of a JSONL file or of a JSON list (pretty-printed or not; ``row`` is
+    then the 1-based entry). The first non-blank character decides: ``[`` is a JSON list, anything else JSONL."""
+    with file.open("rb") as handle:
+        start = handle.read(4096).lstrip()[:1]
+    if start == b"{" and _one_object(file):
+        raise UserError(f"{file}: one JSON object, not rows (a JSON list of objects, or JSONL: one object per line)")
+    if start != b"[":
+        yield from jsonl_rows(file)
+        return
+    entries = read_json(file)
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            raise UserError(f"{file}:{n}: expected a JSON object, got {type(entry).__name__}")
+        yield f"{file}:{n}", entry
+
+
+def _one_object(file: Path) -> bool:
+    """Whether ``file`` is a single JSON object spread over lines (pretty-printed), which JSONL is not."""
+    with file.open("rb") as handle:
+        first = handle.readline()
+    try:
+        json.loads(first)
+        return False  # a whole object on line 1: JSONL
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return isinstance(json.loads(file.read_bytes()), dict)
+    except (ValueError, RecursionError):
+        return False  # not JSON as a whole either: JSONL reading names the bad line
+
+
+def pick_layout(task: Task, file: Path, layouts: Sequence[Layout]) -> tuple[Layout, Rows]:
+    """The layout of ``file`` (the first whose keys its first row has) and all its rows; else a UserError that
+    names the layout it came closest to, the keys it lacks, and every layout the task reads."""
+    rows = file_rows(file)
+    first = next(rows, None)
+    if first is None:
+        raise UserError(f"{file}: no rows")
+    where, row = first
+    for layout in layouts:
+        if all(key in row for key in layout.required):
+            return layout, itertools.chain([first], rows)
+    tried = max(layouts, key=lambda lay: sum(key in row for key in lay.required))
+    missing = ", ".join(repr(key) for key in tried.required if key not in row)
+    known = "; ".join(layout.describe() for layout in layouts)
+    raise UserError(f"{where}: matches no '{task.name}' layout (tried {tried.name}: missing {missing}); "
+                    f"the '{task.name}' layouts are: {known}")
+
+
+def local_image(file: Path, relative: Any, subfolder: str = "") -> Path:
+    """An image a row names relative to an image directory, as the official evaluation files do: looked up
+    beside ``file``, in its ``images/`` folder, then under each directory of ``PERCEPTION_R1_IMAGE_ROOTS``
+    (which also lets images outside ``--data`` be read; see :mod:`perception_r1.data.limits`); in each of them
+    also under ``subfolder`` when given (PageOCR's script joins ``<lang>_pdf_png/`` to its image directory)."""
+    if not isinstance(relative, str) or not relative.strip():
+        raise BadRow("image must be a non-empty path")
+    bases = [file.parent, images_dir(file.parent)]
+    bases += [Path(p) for p in os.environ.get(limits.ENV_IMAGE_ROOTS, "").split(os.pathsep) if p]
+    for folder in [place for base in bases for place in ([base, base / subfolder] if subfolder else [base])]:
+        try:
+            if (folder / relative).is_file():
+                return folder / relative
+        except OSError as exc:  # a name longer than the OS allows
+            raise BadRow(f"image file name {relative[-80:]!r} is unusable ({exc.strerror})") from exc
+    also = f" (or their {subfolder}/)" if subfolder else ""
+    raise BadRow(f"image {relative[-200:]} is not beside {file.name}, in images/ or under a directory of "
+                 f"{limits.ENV_IMAGE_ROOTS}{also}")

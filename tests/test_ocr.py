@@ -121,13 +121,18 @@ def test_evaluate_hand_computed() -> None:
         {**sample("abc"), "completion": "   "},  # unparseable -> empty -> ned 1
     ]
     metrics = TASK.evaluate(records)
-    assert set(metrics) == {"edit_distance", "f1", "precision", "recall", "bleu", "meteor"}
+    official = {"edit_distance_official", "f1_official", "precision_official", "recall_official", "bleu_official"}
+    assert set(metrics) == {"edit_distance", "f1", "precision", "recall", "bleu", "meteor"} | official
     assert metrics["edit_distance"] == pytest.approx((3 / 7 + 0 + 1) / 3)
     assert metrics["f1"] == pytest.approx(1 / 3)
     assert metrics["precision"] == pytest.approx(1 / 3)
     assert metrics["recall"] == pytest.approx(1 / 3)
     assert metrics["bleu"] == pytest.approx(1 / 3)
     assert metrics["meteor"] == pytest.approx((1 - 0.5 / 8) / 3)
+    # the official script's: raw "   " vs "abc" is 3 edits of 3; nltk's unsmoothed BLEU of a 2-word answer is ~0
+    assert metrics["edit_distance_official"] == pytest.approx((3 / 7 + 0 + 1) / 3)
+    assert metrics["f1_official"] == metrics["precision_official"] == metrics["recall_official"] == pytest.approx(1 / 3)
+    assert metrics["bleu_official"] < 1e-100
 
 
 def test_evaluate_empty_records() -> None:

@@ -57,6 +57,17 @@ def write_eval_dir(
     write_report(out)
 
 
+def state_coords(task: Task, records: list[dict[str, Any]], space: str, origin: str) -> None:
+    """On stderr: the space answers were read in, and a warning when most of them miss their image in it."""
+    from perception_r1.evaluate.evaluation import coords_warning
+
+    if task.coord_space == "none":
+        return
+    click.echo(f"answers read as {space} coordinates ({origin})", err=True)
+    if warning := coords_warning(task, records, space):
+        click.echo(f"perception-r1: {warning}", err=True)
+
+
 @click.command("eval")
 @click.option("--task", "task_name", required=True, help="Task to evaluate.")
 @click.option("--model", type=click.Path(), help="Model directory (default: the embedded tiny model).")
@@ -125,6 +136,7 @@ def command(task_name: str, model: str | None, coords: str | None, data: str | N
         metrics, records = evaluate_policy(policy, task, samples, batch_size, max_new_tokens,
                                            on_batch=lambda n: bar.advance(tid, n))
     paper = paper_results.lookup(task, benchmark)
+    state_coords(task, records, policy.coord_space, "--coords" if coords else "the model family's")
     if out:
         write_eval_dir(out, task, model, source, benchmark, metrics, records, data_dir=data)
     if as_json:

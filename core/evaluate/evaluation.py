@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from perception_r1.contract import Task, task_reward
+from perception_r1.contract import ParseError, Task, task_reward
 from perception_r1.data.prepare import prepare_sample
 from perception_r1.evaluate.scoring import task_metrics
 
@@ -52,3 +52,40 @@ def evaluate_policy(
     if records:
         metrics["mean_reward"] = sum(r["reward"] for r in records) / len(records)
     return metrics, records
+
+
+#: an answer is outside its image when a coordinate lies this share of the image's side beyond an edge
+EDGE_SLACK = 0.05
+
+
+def _outside(coordinates: list[float], size: Sequence[float]) -> bool:
+    """Whether any (x, y) pair of ``coordinates`` (pixels) lies outside the ``[w, h]`` image, with the slack."""
+    w, h = float(size[0]), float(size[1])
+    xs, ys = coordinates[0::2], coordinates[1::2]
+    return any(not -EDGE_SLACK * w <= x <= (1 + EDGE_SLACK) * w for x in xs) or \
+        any(not -EDGE_SLACK * h <= y <= (1 + EDGE_SLACK) * h for y in ys)
+
+
+def answers_outside(task: Task, records: Sequence[dict[str, Any]]) -> tuple[int, int]:
+    """(answers that fall outside their image, answers with coordinates), each read in its record's ``coords``
+    space through the task's own ``parse`` and ``draw_answer``: most answers outside means the space is wrong
+    (e.g. 0-1000 answers read as pixels of a smaller image), the commonest way a real model loses its score."""
+    outside = counted = 0
+    for record in records:
+        try:
+            coordinates = task.draw_answer(task.parse(record.get("completion") or ""), record).coordinates()
+        except ParseError:
+            continue
+        if coordinates:
+            counted += 1
+            outside += _outside(coordinates, record["image_size"])
+    return outside, counted
+
+
+def coords_warning(task: Task, records: Sequence[dict[str, Any]], space: str) -> str | None:
+    """A one-line warning when more than half of the answers fall outside their image in ``space``."""
+    outside, counted = answers_outside(task, records)
+    if counted == 0 or outside * 2 <= counted:
+        return None
+    return (f"warning: {outside} of {counted} answers fall outside their image when read as {space} coordinates: "
+            f"is --coords right? (norm1000: 0-1000, norm1: 0-1, pixels: original image, resized: the processor's)")
