@@ -138,6 +138,28 @@ def prepare(task: Task, sample: Mapping[str, Any], space: AnswerSpace) -> dict[s
     return prepare_sample({**sample, "task": task.name}, space, task)
 
 
+def prepared(task: Task | str, samples: Sequence[Mapping[str, Any]] | None = None, coords: str | None = None,
+             model_family: str | None = None, split: str | None = None, registry: Registry | None = None,
+             prescale: Callable[[int, int], tuple[int, int]] | None = None,
+             **source: Any) -> tuple[Task, list[dict[str, Any]]]:
+    """The task and its samples made ready for a trainer's rows: ``samples``, else the task's ``split`` from
+    ``source`` (``data``, ``limit``, ``seed``), each prepared in the answer space of ``coords`` /
+    ``model_family`` (``prescale``: the trainer's own resize before the processor's)."""
+    task = task_of(task, registry)
+    space = answer_space(task, coords, model_family, prescale=prescale)
+    samples = task_samples(task, split=split, **source) if samples is None else samples
+    return task, [prepare(task, sample, space) for sample in samples]
+
+
+def scored_rows(rewards: Rewards, completions: Sequence[str], samples: Sequence[Mapping[str, Any]],
+                total_key: str) -> list[dict[str, float]]:
+    """Per completion ``{total_key: total, <component>: value, ...}``, as trainers log scores: every key always
+    there, a component that does not apply as 0.0 (a None would break the trainer's means)."""
+    totals, components = rewards.total(list(completions), list(samples))
+    return [{total_key: total, **{key: float(values[n] or 0.0) for key, values in components.items()}}
+            for n, total in enumerate(totals)]
+
+
 def ground_truth(sample: Mapping[str, Any]) -> str:
     """The JSON a trainer carries beside the prompt: every key of a prepared sample a reward reads."""
     return dumps({key: sample[key] for key in GROUND_TRUTH_KEYS if key in sample})

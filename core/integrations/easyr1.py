@@ -21,15 +21,7 @@ from typing import Any
 
 from perception_r1.contract import Task
 from perception_r1.data.io import write_jsonl
-from perception_r1.integrations.common import (
-    Rewards,
-    answer_space,
-    ground_truth,
-    prepare,
-    sample_from_ground_truth,
-    task_of,
-    task_samples,
-)
+from perception_r1.integrations import common
 from perception_r1.registry import Registry
 
 IMAGE_TOKEN = "<image>"
@@ -62,16 +54,14 @@ def rows(task: Task | str, out: str | Path, samples: Sequence[Mapping[str, Any]]
          **source: Any) -> list[dict[str, Any]]:
     """EasyR1 rows of ``samples`` (else of the task's ``split`` from ``source``: ``data``, ``limit``, ``seed``);
     each image is written as ``out/images/<split>-<n>.png`` and named relative to ``out`` (``data.image_dir``)."""
-    task = task_of(task, registry)
-    space = answer_space(task, coords, model_family, prescale=easyr1_prescale(min_pixels, max_pixels))
-    samples = task_samples(task, split=split, **source) if samples is None else samples
+    task, ready_samples = common.prepared(task, samples, coords, model_family, split, registry,
+                                          prescale=easyr1_prescale(min_pixels, max_pixels), **source)
     (Path(out) / "images").mkdir(parents=True, exist_ok=True)
     table = []
-    for index, sample in enumerate(samples):
-        ready = prepare(task, sample, space)
+    for index, ready in enumerate(ready_samples):
         image = f"images/{split or 'train'}-{index:06d}.png"
         ready["image"].save(Path(out) / image)
-        table.append({"problem": IMAGE_TOKEN + task.prompt(ready), "answer": ground_truth(ready), "images": [image]})
+        table.append({"problem": IMAGE_TOKEN + task.prompt(ready), "answer": common.ground_truth(ready), "images": [image]})
     return table
 
 
@@ -86,12 +76,13 @@ def compute_score(reward_inputs: list[dict[str, Any]], rewards: Sequence[str] | 
     """EasyR1's batch reward: for each ``{"response", "response_length", "ground_truth"}`` the task's reward
     (the task named in the ground truth), ``rewards`` (``reward_function_kwargs: {rewards: [NAME:W]}``) added as
     in ``perception-r1 run --reward``; ``{"overall": total, <component>: value, ...}`` per input."""
-    samples = [sample_from_ground_truth(item["ground_truth"]) for item in reward_inputs]
+    samples = [common.sample_from_ground_truth(item["ground_truth"]) for item in reward_inputs]
     scores: list[dict[str, float]] = [{} for _ in reward_inputs]
     for task_name in dict.fromkeys(sample["task"] for sample in samples):  # tasks in order of first appearance
         picked = [i for i, sample in enumerate(samples) if sample["task"] == task_name]
-        combined = Rewards(task_of(task_name), list(rewards or ()))
-        totals, components = combined.total([reward_inputs[i]["response"] for i in picked], [samples[i] for i in picked])
-        for n, i in enumerate(picked):
-            scores[i] = {"overall": totals[n], **{k: float(v[n] or 0.0) for k, v in components.items()}}
+        combined = common.Rewards(common.task_of(task_name), list(rewards or ()))
+        rows_of_task = common.scored_rows(combined, [reward_inputs[i]["response"] for i in picked],
+                                          [samples[i] for i in picked], "overall")
+        for i, row in zip(picked, rows_of_task, strict=True):
+            scores[i] = row
     return scores

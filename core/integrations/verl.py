@@ -19,15 +19,7 @@ from typing import Any
 
 from perception_r1.contract import Task
 from perception_r1.errors import UserError
-from perception_r1.integrations.common import (
-    Rewards,
-    answer_space,
-    ground_truth,
-    prepare,
-    sample_from_ground_truth,
-    task_of,
-    task_samples,
-)
+from perception_r1.integrations import common
 from perception_r1.registry import Registry
 
 IMAGE_TOKEN = "<image>"
@@ -43,18 +35,15 @@ def rows(task: Task | str, samples: Sequence[Mapping[str, Any]] | None = None, c
          model_family: str | None = None, split: str | None = None, registry: Registry | None = None,
          **source: Any) -> list[dict[str, Any]]:
     """verl rows of ``samples`` (else of the task's samples from ``source``: ``data``, ``limit``, ``seed``)."""
-    task = task_of(task, registry)
-    space = answer_space(task, coords, model_family)
-    samples = task_samples(task, split=split, **source) if samples is None else samples
+    task, ready_samples = common.prepared(task, samples, coords, model_family, split, registry, **source)
     out = []
-    for index, sample in enumerate(samples):
-        ready = prepare(task, sample, space)
+    for index, ready in enumerate(ready_samples):
         out.append({
             "data_source": task.name,
             "prompt": [{"role": "user", "content": IMAGE_TOKEN + task.prompt(ready)}],
             "images": [{"bytes": png_bytes(ready["image"])}],
             "ability": "perception",
-            "reward_model": {"style": "rule", "ground_truth": ground_truth(ready)},
+            "reward_model": {"style": "rule", "ground_truth": common.ground_truth(ready)},
             "extra_info": {"split": split or "train", "index": index, "id": str(ready.get("id", index))},
         })
     return out
@@ -71,29 +60,23 @@ def write_parquet(table: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     return path
 
 
-def _score(rewards: Rewards, solution_str: str, sample: Mapping[str, Any]) -> dict[str, float]:
-    totals, components = rewards.total([solution_str], [sample])
-    # verl logs every key; None (a component that does not apply) would break its mean, so it is 0.0 here
-    return {"score": totals[0], **{key: float(values[0] or 0.0) for key, values in components.items()}}
-
-
 def compute_score(data_source: str, solution_str: str, ground_truth: str,
                   extra_info: Mapping[str, Any] | None = None, rewards: Sequence[str] | None = None,
                   **kwargs: Any) -> dict[str, float]:
     """verl's reward signature: the reward of the task named ``data_source`` (installed, or a plugin) for one
     response, ``rewards`` (``custom_reward_function.reward_kwargs.rewards=[NAME:W, ...]``) added as in
     ``perception-r1 run --reward``. Returns ``{"score": total, <component>: value, ...}``."""
-    sample = sample_from_ground_truth(ground_truth)
+    sample = common.sample_from_ground_truth(ground_truth)
     if sample["task"] != data_source:
         raise UserError(f"data_source '{data_source}' but the ground truth is of task '{sample['task']}'")
-    return _score(_rewards(data_source, tuple(rewards or ())), solution_str, sample)
+    return common.scored_rows(_rewards(data_source, tuple(rewards or ())), [solution_str], [sample], "score")[0]
 
 
-_CACHE: dict[tuple[str, tuple[str, ...]], Rewards] = {}
+_CACHE: dict[tuple[str, tuple[str, ...]], common.Rewards] = {}
 
 
-def _rewards(task_name: str, flags: tuple[str, ...]) -> Rewards:
+def _rewards(task_name: str, flags: tuple[str, ...]) -> common.Rewards:
     """verl calls once per response: the task and its weights are resolved once per process."""
     if (task_name, flags) not in _CACHE:
-        _CACHE[task_name, flags] = Rewards(task_of(task_name), list(flags))
+        _CACHE[task_name, flags] = common.Rewards(common.task_of(task_name), list(flags))
     return _CACHE[task_name, flags]
