@@ -119,7 +119,7 @@ def test_lora_run_checkpoints_adapter_resumes_exactly_and_merges(qwen_dir, tmp_p
     with torch.no_grad():
         assert torch.allclose(policy.token_logprobs(r), full.token_logprobs(r), atol=1e-5)
     bad = run_cli("merge-lora", str(tmp_path / "nowhere"), str(tmp_path / "m2"))
-    assert bad.returncode == 2 and "not a run directory" in bad.stderr
+    assert bad.returncode == 2 and "neither a run directory" in bad.stderr
 
 
 @pytest.mark.slow

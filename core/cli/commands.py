@@ -6,3 +6,4 @@ from importlib import import_module
 MODULES: list[str] = ["score", "run", "newplugin", "sft", "perplexity", "eval", "report", "docs", "merge", "export"]
 
 ALL = [import_module(f"perception_r1.cli.{name}").command for name in MODULES]
+ALL.append(import_module("perception_r1.cli.merge").merge_lora)  # the old name of save-model, kept for scripts

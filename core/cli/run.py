@@ -74,6 +74,9 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
         from_file = cfg.read_config_file(config_file) if config_file else None  # once: it may be a pipe
         config = cfg.resolve(config_file, overrides, from_file=from_file)
         given = cfg.explicit_keys(from_file, overrides)
+        for key in ("model", "data"):  # absolute in config.yaml: `--config RUN/config.yaml` works from anywhere
+            if config[key] and Path(config[key]).exists():  # (a cached hub data set's name stays a name)
+                config[key] = str(Path(config[key]).absolute())
         run_dir = Path(out or config["out"] or f"runs/{config['task'].replace(',', '+')}-{time.strftime('%Y%m%d-%H%M%S')}")
         if main:  # other ranks start when the main process has claimed the directory
             rundir.check_new(run_dir)

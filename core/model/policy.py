@@ -122,6 +122,9 @@ class Policy:
         missing = [f for f in ("config.json",) if not (path / f).is_file()]
         if not any((path / f).is_file() for f in ("preprocessor_config.json", "processor_config.json")):
             missing.append("preprocessor_config.json")
+        if missing and ((path / "config.yaml").is_file() or (path / "state.json").is_file()):
+            raise UserError(f"'{path}' is a run (or one of its checkpoints), not a model directory: "
+                            f"`perception-r1 save-model {path} OUT` writes its policy as one")
         if missing:
             raise UserError(f"'{path}' is not a processor + model directory (missing {', '.join(missing)})")
         try:
