@@ -31,6 +31,7 @@ def _race(run_dir, barrier, held, overlap) -> None:
     rundir.release(lock)
 
 
+@pytest.mark.slow  # 600 processes: 6-21 s; CI runs it
 def test_racing_processes_never_both_hold_the_lock(tmp_path):
     ctx = multiprocessing.get_context("fork")  # fork: hundreds of racers start in milliseconds
     overlap, winners = ctx.Value("i", 0), 0
