@@ -12,6 +12,7 @@ Besides the task itself, this module holds the small types a task hands back to 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import numbers
 import os
@@ -257,6 +258,7 @@ class Task:
 MAX_FIELD_CHARS = 10_000
 
 
+@functools.lru_cache(maxsize=256)  # Task.prompt checks its template on every sample: parse each template once
 def template_problem(template: str) -> str | None:
     """Why ``template`` is not a plain prompt template, or None. Only ``{name}`` fields: no attribute or index
     access (``{expression.__class__}`` walks objects), no conversion, no format spec (``{x:>200000000}``

@@ -305,7 +305,8 @@ def check_fuzz(task: Task, samples: list[dict[str, Any]], max_examples: int = 20
     rng = random.Random(1)
     fixed = list(_ADVERSARIAL)
     for sample in samples:
-        fixed += _near_misses(task.render(sample), rng) + _pumped(task.render(sample))
+        ideal = task.render(sample)
+        fixed += _near_misses(ideal, rng) + _pumped(ideal)
     for text in fixed:
         check_parse_total(task, text)
         check_reward_in_range(task, text, samples[0])

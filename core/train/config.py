@@ -171,20 +171,21 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _non_finite(value: Any, key: str = "") -> str | None:
-    """The key of the first NaN or infinity in ``value`` (JSON Schema bounds pass NaN: ``nan <= 0`` is false)."""
+def _non_finite(value: Any, key: str = "") -> tuple[str, float] | None:
+    """(dotted key, value) of the first NaN or infinity in ``value`` (JSON Schema bounds pass NaN: ``nan <= 0``
+    is false)."""
     if isinstance(value, float) and not math.isfinite(value):
-        return key or "(top level)"
+        return key or "(top level)", value
     if isinstance(value, dict):
-        return next((k for name, v in value.items() if (k := _non_finite(v, f"{key}.{name}" if key else str(name)))),
-                    None)
+        return next((found for name, v in value.items()
+                     if (found := _non_finite(v, f"{key}.{name}" if key else str(name)))), None)
     return None
 
 
 def validate(config: dict[str, Any], source: str = "config") -> None:
     """Raise a UserError naming the offending key."""
-    if key := _non_finite(config):
-        raise UserError(f"{source}: key '{key}': {config_value(config, key)!r} is not a finite number")
+    if found := _non_finite(config):
+        raise UserError(f"{source}: key '{found[0]}': {found[1]!r} is not a finite number")
     validator = jsonschema.Draft202012Validator(_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.path))
     if errors:
@@ -194,14 +195,6 @@ def validate(config: dict[str, Any], source: str = "config") -> None:
             raise UserError(f"{source}: {err.message} (known keys: {known})")
         key = ".".join(str(p) for p in err.path) or "(top level)"
         raise UserError(f"{source}: key '{key}': {err.message}")
-
-
-def config_value(config: dict[str, Any], key: str) -> Any:
-    """The value at a dotted key (``rewards.ocr``)."""
-    value: Any = config
-    for part in key.split("."):
-        value = value[part] if isinstance(value, dict) and part in value else None
-    return value
 
 
 def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = None,
