@@ -135,7 +135,7 @@ def task_samples(task: Task, data: str | Path | None = None, split: str | None =
 
 def prepare(task: Task, sample: Mapping[str, Any], space: AnswerSpace) -> dict[str, Any]:
     """The sample as the model sees it (RGB image, ``coords``, ``resized_size``): the policy's own preparation."""
-    return prepare_sample({**sample, "task": task.name}, space, task)
+    return prepare_sample(sample, space, task)  # which also names the task in the sample
 
 
 def prepared(task: Task | str, samples: Sequence[Mapping[str, Any]] | None = None, coords: str | None = None,
