@@ -20,10 +20,12 @@ import contextlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from perception_r1.errors import UserError
 from perception_r1.tasks.geometry import xyxy_to_xywh
 
 #: the 80 COCO detection classes in their usual order (category ids 1..90 with gaps; we map by name)
@@ -137,3 +139,13 @@ def _defined_stats(gt) -> list[str]:
     defined = ["AP", "AP50", "AP75"]
     defined += [name for name, (lo, hi) in ranges.items() if any(lo <= a <= hi for a in areas)]
     return defined
+
+
+def coco_files(root: Path, split: str) -> tuple[Path, Path]:
+    """(annotations file, image folder) of a COCO 2017 layout; ``val`` -> ``val2017``."""
+    name = split if split.endswith("2017") else f"{split}2017"
+    for ann in (root / "annotations" / f"instances_{name}.json", root / f"instances_{name}.json"):
+        if ann.is_file():
+            return ann, root / name
+    raise UserError(f"{root}: no annotations/instances_{name}.json (COCO 2017 layout)")
+

@@ -50,7 +50,7 @@ from perception_r1.contract import Loaded, PaperBenchmark, Shapes
 from perception_r1.errors import UserError
 from perception_r1.tasks import geometry, rows, tiny_rl
 from perception_r1.tasks.answers import FENCE, answer_numbers, bounded_text, json_answer
-from perception_r1.tasks.coco import COCO_CLASSES, ImageBoxes, coco_ap
+from perception_r1.tasks.coco import COCO_CLASSES, ImageBoxes, coco_ap, coco_files
 from perception_r1.tasks.matching import MATCHINGS, assign
 from perception_r1.tasks.scenes import SHAPES, random_scene
 
@@ -194,15 +194,6 @@ def _solution(sample: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
 PAPER_BENCHMARKS = {
     "COCO val2017": PaperBenchmark({"AP": (16.1, 31.9), "AP50": (23.7, 46.7), "AP75": (16.7, 33.4)}, perplexity=3.47e83),
 }
-
-
-def coco_files(root: Path, split: str) -> tuple[Path, Path]:
-    """(annotations file, image folder) of a COCO 2017 layout; ``val`` -> ``val2017``."""
-    name = split if split.endswith("2017") else f"{split}2017"
-    for ann in (root / "annotations" / f"instances_{name}.json", root / f"instances_{name}.json"):
-        if ann.is_file():
-            return ann, root / name
-    raise UserError(f"{root}: no annotations/instances_{name}.json (COCO 2017 layout)")
 
 
 def _coco_index(data: Any, ann_path: Path) -> tuple[dict[Any, Any], dict[Any, list[tuple[int, Any]]]]:

@@ -40,11 +40,16 @@ def check_out_file(out: str, source: str, force: bool) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the records back with 'reward' and 'rewards'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
 @click.option("--force", is_flag=True, help="Let --out replace an existing file (never FILE itself).")
-@click.option("--from", "source", type=click.Choice(FORMATS), default="records", show_default=True,
+@click.option("--from", "source", type=click.Choice((*FORMATS, "pr1")), default="records", show_default=True,
               help="What wrote FILE: our records, TRL's completions parquet (a file or its folder), verl's "
-                   "generations dump; rows of data exported by `perception-r1 export` carry their ground truth.")
+                   "generations dump (rows of data exported by `perception-r1 export` carry their ground truth); "
+                   "pr1: the paper's official eval scripts (rec_results.json, counting_scores_*.json, "
+                   "<set>_results_*.json, COCO results), with --data the annotations they answered.")
+@click.option("--data", type=click.Path(), help="--from pr1: the annotation file (or COCO folder) FILE answers, "
+                                                "read as `eval --data` reads it.")
+@click.option("--split", default="val", show_default=True, help="--from pr1: split of --data (COCO: val).")
 def command(task_name: str, file: str, coords: str | None, out: str | None, as_json: bool, force: bool,
-            source: str) -> None:
+            source: str, data: str | None, split: str) -> None:
     """Score FILE (JSONL: completion, image_size [w,h], solution in original-image pixels; or a line with
     completion and the ground_truth string `perception-r1 export` wrote; or another trainer's log, see --from).
 
@@ -54,7 +59,19 @@ def command(task_name: str, file: str, coords: str | None, out: str | None, as_j
     if out:
         check_out_file(out, file, force)
     task = get_registry().task(task_name)
-    scored, metrics = score_file(file, task, coords, read_predictions(file, source))
+    if (source == "pr1") != bool(data):
+        raise UserError("--from pr1 needs --data, the annotations the predictions answer (and --data is for pr1 only)")
+    if source == "pr1" and data:
+        from perception_r1.data.loaders import load_samples
+        from perception_r1.integrations.pr1 import pr1_records
+
+        if not Path(file).exists():
+            raise UserError(f"{file} does not exist")
+        samples = load_samples(task, data, split).samples
+        rows = pr1_records(file, task, samples, data, split, coords)
+    else:
+        rows = read_predictions(file, source)
+    scored, metrics = score_file(file, task, coords, rows)
     if out:
         write_jsonl(out, scored)
     summary = {**metrics, "mean_reward": sum(r["reward"] for r in scored) / len(scored), "records": len(scored)}
