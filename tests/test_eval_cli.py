@@ -14,6 +14,7 @@ from PIL import Image
 
 from perception_r1.cli.eval import write_eval_dir
 from perception_r1.data.synthetic import synthetic_samples
+from perception_r1.evaluate import eval_dir
 from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.registry import get_registry
 
@@ -56,6 +57,7 @@ def test_predictions_rescore_to_the_same_metrics(tmp_path, name):
     samples = synthetic_samples(task, "val", 9, seed=0)
     metrics, records = evaluate_policy(ScriptedPolicy(task, samples), task, samples, batch_size=4)
     assert 0 < metrics["mean_reward"] < task.reward_range[1]  # a mix of right, partly right and wrong answers
+    eval_dir.append(tmp_path, records)  # as `eval --out` saves them, batch by batch
     write_eval_dir(tmp_path, task, None, "synthetic val (seed 0)", None, metrics, records)
     result = run_cli("score", "--task", name, str(tmp_path / "predictions.jsonl"), "--json")
     assert result.returncode == 0, result.stderr

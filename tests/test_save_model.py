@@ -45,10 +45,34 @@ def test_what_is_not_a_run_or_not_saved_yet_is_one_line(tmp_path, small_model):
     assert result.returncode == 2 and "no complete checkpoint yet" in result.stderr
 
 
-def test_a_run_given_as_a_model_says_how_to_make_one(tmp_path):
+def test_eval_evaluates_a_run_in_place(tmp_path, small_model):
+    """`eval --model RUN` (and RUN/checkpoints/step-N) scores the trained policy: the same numbers as the model
+    directory `save-model` writes of it."""
+    run = tmp_path / "run"
+    done = cli_in_process("run", "--task", "ocr", "--model", str(small_model), "--out", str(run), "--steps", "2",
+                          "--lr", "0.05", *SMALL_RUN)
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = tmp_path / "saved"
+    assert cli_in_process("save-model", str(run / "checkpoints" / "step-2"), str(saved)).returncode == 0
+    scored = {}
+    for name, model in (("run", run), ("step", run / "checkpoints" / "step-2"), ("saved", saved)):
+        result = cli_in_process("eval", "--task", "ocr", "--model", str(model), "--limit", "4", "--json",
+                                "--max-new-tokens", "8", "--threads", "1")
+        assert result.returncode == 0, result.stderr
+        scored[name] = result.stdout.strip().splitlines()[-1]
+    assert scored["run"] == scored["step"] == scored["saved"]
+
+
+def test_a_run_without_checkpoints_is_one_line(tmp_path):
     (tmp_path / "config.yaml").write_text("task: ocr\n")
     result = cli_in_process("eval", "--task", "ocr", "--model", str(tmp_path), "--limit", "2")
-    assert result.returncode == 2 and f"save-model {tmp_path} OUT" in result.stderr
+    assert result.returncode == 2 and "no complete checkpoint yet" in result.stderr
+    import pytest
+
+    from perception_r1.errors import UserError
+
+    with pytest.raises(UserError, match=f"save-model {tmp_path} OUT"):  # where a run is no model (run, sft)
+        Policy.load(tmp_path)
 
 
 def test_config_yaml_records_the_model_path_absolutely(tmp_path, small_model, monkeypatch):

@@ -11,21 +11,6 @@ import click
 from perception_r1.contract import MODEL_COORD_SPACES, Task
 from perception_r1.display import metrics_table, print_table
 
-#: what `eval --out` writes; a directory already holding any of them is refused
-EVAL_FILES = ("predictions.jsonl", "metrics.json", "report.html")
-
-
-def check_eval_out(out: str | None) -> None:
-    """``--out`` must not hold what `eval` writes: nothing that exists is overwritten."""
-    from perception_r1.data import io
-    from perception_r1.errors import UserError
-
-    if not out:
-        return
-    if clash := [f for f in EVAL_FILES if (Path(out) / f).exists()]:
-        raise UserError(f"--out {out} already holds {', '.join(clash)}: give a new directory (nothing is overwritten)")
-    io.make_out_dir(out)
-
 
 def paper_columns(metrics: dict[str, float], paper: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
     """Table columns: this model's metrics, and the paper's base / Perception-R1 numbers where it has them."""
@@ -39,10 +24,13 @@ def paper_columns(metrics: dict[str, float], paper: dict[str, tuple[float, float
 def write_eval_dir(
     out_dir: str | Path, task: Task, model: str | None, source: str, benchmark: str | None,
     metrics: dict[str, float], records: list[dict[str, Any]], data_dir: str | None = None,
+    headroom: dict[str, Any] | None = None,
 ) -> None:
-    """predictions.jsonl (re-scorable by `perception-r1 score`), metrics.json and report.html in ``out_dir``."""
+    """metrics.json and report.html in ``out_dir``, whose predictions.jsonl (re-scorable by `perception-r1
+    score`) already holds ``records``: `eval` appends them batch by batch."""
     from perception_r1.data import io
     from perception_r1.evaluate import paper_results
+    from perception_r1.evaluate.eval_dir import METRICS
     from perception_r1.evaluate.report import write_report
 
     out = Path(out_dir)
@@ -52,8 +40,9 @@ def write_eval_dir(
         "samples": len(records), "metrics": metrics, "data_dir": data_dir,  # the report embeds images from there
         "paper": {k: {"base": b, "perception_r1": r} for k, (b, r) in paper.items()},
     }
-    io.write_jsonl(out / "predictions.jsonl", records)
-    io.atomic_write_text(out / "metrics.json", json.dumps(summary, indent=2))
+    if headroom:
+        summary["headroom"] = headroom
+    io.atomic_write_text(out / METRICS, json.dumps(summary, indent=2))
     write_report(out)
 
 
@@ -68,47 +57,13 @@ def state_coords(task: Task, records: list[dict[str, Any]], space: str, origin: 
         click.echo(f"perception-r1: {warning}", err=True)
 
 
-@click.command("eval")
-@click.option("--task", "task_name", required=True, help="Task to evaluate.")
-@click.option("--model", type=click.Path(), help="Model directory (default: the embedded tiny model).")
-@click.option("--coords", type=click.Choice(MODEL_COORD_SPACES),
-              help="Coordinate space the model answers in (default: its family's; for fine-tuned checkpoints).")
-@click.option("--data", type=click.Path(), help="Local data set (default: the task's synthetic held-out split).")
-@click.option("--split", default="val", show_default=True, help="Split of --data (val, test, testA, ...).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N samples (synthetic default: 64; data: all).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--max-new-tokens", type=click.IntRange(min=1),
-              help="Answer budget (default: 160 for the tiny model, whose longest answers fit; 768 for a real model,"
-                   " as the paper's grounding/counting; 2048 for its detection).")
-@click.option("--benchmark", help="Name of the paper benchmark the data is (e.g. 'RefCOCO val'); guessed from --data.")
-@click.option("--out", type=click.Path(file_okay=False), help="Write predictions.jsonl, metrics.json and report.html here.")
-@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads.")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-@click.option("--shuffle-images", is_flag=True,
-              help="Control: score each sample with another sample's image (same samples otherwise). A model that "
-                   "looks at the image scores worse; one that answers from the prompt alone scores the same.")
-def command(task_name: str, model: str | None, coords: str | None, data: str | None, split: str, limit: int | None, batch_size: int,
-            max_new_tokens: int | None, benchmark: str | None, out: str | None, threads: int | None, as_json: bool,
-            shuffle_images: bool) -> None:
-    """Greedy answers of a model on held-out samples, scored by the task's evaluator.
-
-    The predictions JSONL re-scores to the same metrics with `perception-r1 score`.
-    """
-    import torch
-
+def eval_samples(task: Task, data: str | None, split: str, limit: int | None, benchmark: str | None,
+                 shuffle_images: bool) -> tuple[list[dict[str, Any]], str, str | None]:
+    """(samples, a description of their source, the paper benchmark they are) for `eval`'s options."""
     from perception_r1.data.loaders import load_samples
     from perception_r1.data.synthetic import synthetic_samples
-    from perception_r1.display import progress
     from perception_r1.errors import UserError
-    from perception_r1.evaluate import paper_results
-    from perception_r1.evaluate.evaluation import evaluate_policy
-    from perception_r1.model.policy import Policy
-    from perception_r1.registry import get_registry
-    from perception_r1.train.config import model_defaults, use_threads
 
-    check_eval_out(out)
-    use_threads(threads)
-    task = get_registry().task(task_name)
     if data:
         loaded = load_samples(task, data, split, limit)
         samples, benchmark = loaded.samples, benchmark or loaded.benchmark
@@ -126,23 +81,153 @@ def command(task_name: str, model: str | None, coords: str | None, data: str | N
         if len(samples) < 2:
             raise UserError("--shuffle-images needs at least 2 samples")
         samples, source = shuffled(samples), f"{source}, images shuffled"
-    policy = Policy.load(model, coords=coords)
-    size_defaults = model_defaults(policy.num_parameters)
+    return samples, source, benchmark
+
+
+def load_policy(model: str | None, coords: str | None):
+    """A model directory, the embedded default (None), or the policy a run trained (a run directory: its latest
+    checkpoint; or RUN/checkpoints/step-N): (policy, what to call it)."""
+    from perception_r1.model.policy import Policy
+    from perception_r1.train.trained import is_run, trained_policy
+
+    if model and is_run(model):
+        policy, chosen = trained_policy(Path(model), coords)
+        return policy, str(chosen)
+    return Policy.load(model, coords=coords), model
+
+
+def run_temperature(task: Task, num_params: int) -> float:
+    """The temperature `run --task TASK` samples at with this model (the task's small-model setting, if any)."""
+    from perception_r1.train.config import DEFAULTS, apply_task_defaults
+
+    config = {**DEFAULTS, "task": task.name}
+    apply_task_defaults(config, [task], set(), num_params)
+    return float(config["temperature"])
+
+
+def print_headroom(task: Task, greedy: dict[str, float], headroom: dict[str, Any]) -> None:
+    """The RL headroom table: greedy reward beside the K sampled answers' mean and best, and the flat share."""
+    shown = {"greedy_mean_reward": greedy.get("mean_reward", float("nan")),
+             **{k: v for k, v in headroom.items() if k not in ("k", "temperature")}}
+    print_table(metrics_table({task.name: shown},
+                              title=f"RL headroom: {headroom['k']} samples at temperature {headroom['temperature']:g}"))
+    click.echo("all_equal_share: prompts whose answers all score the same, which give GRPO no signal")
+
+
+@click.command("eval")
+@click.option("--task", "task_name", required=True, help="Task to evaluate.")
+@click.option("--model", type=click.Path(),
+              help="Model directory, or a run directory (its latest checkpoint) or RUN/checkpoints/step-N "
+                   "(default: the embedded tiny model).")
+@click.option("--coords", type=click.Choice(MODEL_COORD_SPACES),
+              help="Coordinate space the model answers in (default: its family's; for fine-tuned checkpoints).")
+@click.option("--data", type=click.Path(), help="Local data set (default: the task's synthetic held-out split).")
+@click.option("--split", default="val", show_default=True, help="Split of --data (val, test, testA, ...).")
+@click.option("--limit", type=click.IntRange(min=1, max=10_000_000),
+              help="At most N samples (synthetic default: 64; data: all).")
+@click.option("--batch-size", type=click.IntRange(min=1, max=4096), default=16, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1, max=32768),
+              help="Answer budget (default: 160 for the tiny model, whose longest answers fit; 768 for a real model,"
+                   " as the paper's grounding/counting; 2048 for its detection).")
+@click.option("--benchmark", help="Name of the paper benchmark the data is (e.g. 'RefCOCO val'); guessed from --data.")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Write predictions.jsonl (batch by batch), metrics.json and report.html here; the same command "
+                   "again continues a killed evaluation.")
+@click.option("--samples", "k", type=click.IntRange(min=2, max=64),
+              help="RL headroom: also sample K answers per prompt at the run's temperature and report their mean "
+                   "and best-of-K reward and the share of prompts whose K answers all score the same.")
+@click.option("--temperature", type=click.FloatRange(min=0.01, max=10.0),
+              help="Temperature of --samples (default: the one `run --task` uses with this model).")
+@click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--shuffle-images", is_flag=True,
+              help="Control: score each sample with another sample's image (same samples otherwise). A model that "
+                   "looks at the image scores worse; one that answers from the prompt alone scores the same.")
+def command(task_name: str, model: str | None, coords: str | None, data: str | None, split: str, limit: int | None,
+            batch_size: int, max_new_tokens: int | None, benchmark: str | None, out: str | None, k: int | None,
+            temperature: float | None, threads: int | None, as_json: bool, shuffle_images: bool) -> None:
+    """Greedy answers of a model on held-out samples, scored by the task's evaluator.
+
+    The predictions JSONL re-scores to the same metrics with `perception-r1 score`.
+    """
+    import contextlib
+
+    from perception_r1.evaluate import eval_dir
+    from perception_r1.registry import get_registry
+    from perception_r1.train import rundir
+    from perception_r1.train.config import use_threads
+
+    out_dir = Path(out) if out else None
+    if out_dir:
+        eval_dir.check_out(out_dir)
+    use_threads(threads)
+    task = get_registry().task(task_name)
+    with rundir.locked(out_dir) if out_dir else contextlib.nullcontext():
+        samples, source, benchmark = eval_samples(task, data, split, limit, benchmark, shuffle_images)
+        settings = {
+            "task": task.name, "model": str(Path(model).resolve()) if model else None, "coords": coords,
+            "data": str(Path(data).resolve()) if data else None, "split": split, "limit": limit,
+            "batch_size": batch_size, "max_new_tokens": max_new_tokens, "shuffle_images": shuffle_images,
+            "samples": len(samples), "sample_ids": eval_dir.samples_digest(samples),
+        }
+        done = eval_dir.open_out(out_dir, settings) if out_dir else []
+        metrics, records, headroom = evaluate(task, samples, done, model, coords, batch_size, max_new_tokens,
+                                              out_dir, k, temperature, threads)
+        if out_dir:
+            write_eval_dir(out_dir, task, model, source, benchmark, metrics, records, data_dir=data, headroom=headroom)
+    show(task, metrics, records, source, benchmark, headroom, out, as_json)
+
+
+def evaluate(task: Task, samples: list[dict[str, Any]], done: list[dict[str, Any]], model: str | None,
+             coords: str | None, batch_size: int, max_new_tokens: int | None, out_dir: Path | None, k: int | None,
+             temperature: float | None, threads: int | None):
+    """Greedy answers for the samples past ``done`` (appended to ``out_dir`` batch by batch), then the metrics
+    over all, and the headroom of K samples when asked: (metrics, records, headroom or None)."""
+    import torch
+
+    from perception_r1.display import progress
+    from perception_r1.evaluate import eval_dir
+    from perception_r1.evaluate.evaluation import answer_batches, records_metrics
+    from perception_r1.evaluate.headroom import headroom_of, sampled_rewards
+    from perception_r1.train.config import model_defaults, use_threads
+
+    policy, label = load_policy(model, coords)
     use_threads(threads, policy.num_parameters)
+    if max_new_tokens is None:  # the same defaults as `run`, so eval and training agree
+        max_new_tokens = model_defaults(policy.num_parameters)["max_new_tokens"]
+    records = list(done)
+    if done:
+        click.echo(f"continuing {out_dir}: {len(done)} of {len(samples)} samples already answered", err=True)
+    headroom = None
     with progress() as bar, torch.no_grad():
-        tid = bar.add_task(f"eval {task_name}", total=len(samples), status="")
-        if max_new_tokens is None:  # the same defaults as `run`, so eval and training agree
-            max_new_tokens = size_defaults["max_new_tokens"]
-        metrics, records = evaluate_policy(policy, task, samples, batch_size, max_new_tokens,
-                                           on_batch=lambda n: bar.advance(tid, n))
-    paper = paper_results.lookup(task, benchmark)
+        tid = bar.add_task(f"eval {task.name}", total=len(samples), completed=len(done), status="")
+        for batch in answer_batches(policy, task, samples[len(done):], batch_size, max_new_tokens):
+            if out_dir:
+                eval_dir.append(out_dir, batch)
+            records += batch
+            bar.advance(tid, len(batch))
+        if k:
+            temperature = temperature or run_temperature(task, policy.num_parameters)
+            tid = bar.add_task(f"sample {k} per prompt", total=len(samples), status="")
+            groups = sampled_rewards(policy, task, samples, k, temperature, batch_size, max_new_tokens,
+                                     on_batch=lambda n: bar.advance(tid, n))
+            headroom = {**headroom_of(groups), "k": k, "temperature": temperature}
     state_coords(task, records, policy.coord_space, "--coords" if coords else "the model family's")
-    if out:
-        write_eval_dir(out, task, model, source, benchmark, metrics, records, data_dir=data)
+    return records_metrics(task, records), records, headroom
+
+
+def show(task: Task, metrics: dict[str, float], records: list[dict[str, Any]], source: str, benchmark: str | None,
+         headroom: dict[str, Any] | None, out: str | None, as_json: bool) -> None:
+    """The metrics table (the paper's numbers beside for a paper benchmark), or one JSON object."""
+    from perception_r1.evaluate import paper_results
+
     if as_json:
-        click.echo(json.dumps(metrics))
+        click.echo(json.dumps({**metrics, **({"headroom": headroom} if headroom else {})}))
         return
-    title = f"{task_name} on {source}: {len(records)} samples" + (f" = {benchmark}" if benchmark else "")
+    paper = paper_results.lookup(task, benchmark)
+    title = f"{task.name} on {source}: {len(records)} samples" + (f" = {benchmark}" if benchmark else "")
     print_table(metrics_table(paper_columns(metrics, paper), title=title))
+    if headroom:
+        print_headroom(task, metrics, headroom)
     if out:
         click.echo(f"wrote {out}/predictions.jsonl, metrics.json, report.html")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from perception_r1.contract import ParseError, Task, task_reward
@@ -29,6 +29,29 @@ def record_of(sample: dict[str, Any], completion: str, task: Task) -> dict[str, 
     return record
 
 
+def answer_batches(
+    policy: Policy, task: Task, samples: Sequence[dict[str, Any]], batch_size: int = 16, max_new_tokens: int = 64,
+) -> Iterator[list[dict[str, Any]]]:
+    """Greedy answers for ``samples``, one list of records per batch of ``batch_size``, as they come (so a
+    caller can save them before the next batch: a killed evaluation keeps every finished batch)."""
+    for start in range(0, len(samples), batch_size):
+        batch = [prepare_sample(s, policy, task) for s in samples[start : start + batch_size]]
+        rollout = policy.generate(
+            [task.prompt(s) for s in batch], [s["image"] for s in batch],
+            num_generations=1, max_new_tokens=max_new_tokens, greedy=True,
+        )
+        yield [record_of(s, text, task) for s, text in zip(batch, rollout.texts, strict=True)]
+
+
+def records_metrics(task: Task, records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The task's evaluator over ``records``, and their mean reward ({} for none)."""
+    if not records:
+        return {}
+    metrics = task_metrics(task, list(records))
+    metrics["mean_reward"] = sum(r["reward"] for r in records) / len(records)
+    return metrics
+
+
 def evaluate_policy(
     policy: Policy,
     task: Task,
@@ -39,19 +62,11 @@ def evaluate_policy(
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Greedy generation over ``samples`` in batches; returns (metrics, records)."""
     records: list[dict[str, Any]] = []
-    for start in range(0, len(samples), batch_size):
-        batch = [prepare_sample(s, policy, task) for s in samples[start : start + batch_size]]
-        rollout = policy.generate(
-            [task.prompt(s) for s in batch], [s["image"] for s in batch],
-            num_generations=1, max_new_tokens=max_new_tokens, greedy=True,
-        )
-        records += [record_of(s, text, task) for s, text in zip(batch, rollout.texts, strict=True)]
+    for batch in answer_batches(policy, task, samples, batch_size, max_new_tokens):
+        records += batch
         if on_batch:
             on_batch(len(batch))
-    metrics = task_metrics(task, records) if records else {}
-    if records:
-        metrics["mean_reward"] = sum(r["reward"] for r in records) / len(records)
-    return metrics, records
+    return records_metrics(task, records), records
 
 
 #: an answer is outside its image when a coordinate lies this share of the image's side beyond an edge

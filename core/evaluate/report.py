@@ -353,6 +353,10 @@ def _summary_sections(root: Path, summary: Mapping[str, Any], steps: list[dict[s
             columns["paper base"] = {k: v.get("base") for k, v in paper.items()}
             columns["paper Perception-R1"] = {k: v.get("perception_r1") for k, v in paper.items()}
         sections.append("<h2>Metrics</h2>" + _table(columns))
+        if isinstance(head := summary.get("headroom"), dict):
+            sections.append(f"<h2>RL headroom: {_e(head.get('k'))} samples per prompt at temperature "
+                            f"{_e(head.get('temperature'))}</h2>" + _table({"sampled": head})
+                            + "<p>all_equal_share: prompts whose answers all score the same (no GRPO signal)</p>")
     if (root / "eval.json").is_file():
         results = _read_json(root / "eval.json")
         columns = {k: results[k] for k in ("before", "after") if isinstance(results.get(k), dict) and results[k]}
