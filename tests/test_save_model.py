@@ -84,3 +84,9 @@ def test_config_yaml_records_the_model_path_absolutely(tmp_path, small_model, mo
                           *SMALL_RUN)
     assert done.returncode == 0, done.stderr[-2000:]
     assert yaml.safe_load((run / "config.yaml").read_text())["model"] == str(small_model.absolute())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the README's re-run, from a directory where the relative model name means nothing
+    again = cli_in_process("run", "--config", str(run / "config.yaml"), "--out", "again")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert yaml.safe_load((elsewhere / "again" / "config.yaml").read_text())["model"] == str(small_model.absolute())
