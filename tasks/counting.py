@@ -32,8 +32,9 @@ centres with: its reward is ``count_ratio`` alone (1 only for the exact count) a
 Metrics: ``accuracy`` (exact count, the official evaluate_counting.py's and the paper's; a non-parsing answer
 is wrong; PR1's evaluate_counting.py counts the ``<|box_start|>...<|box_end|>`` spans that read as
 ``(x1,y1),(x2,y2)`` and ignores the rest, where a malformed item fails the whole answer here; it also reads
-an answer without any span as no count, so a truth of 0 is never right there, while ``none`` counts 0 here), ``mae`` (mean absolute count error;
-a non-parsing answer counts as 0 items) and ``format_rate``.
+an answer without any span as no count, so a truth of 0 is never right there, while ``none`` counts 0 here),
+``accuracy_official`` (that official count, :func:`official_span_count`, the paper's numbers are compared
+with it), ``mae`` (mean absolute count error; a non-parsing answer counts as 0 items) and ``format_rate``.
 
 Worst cases (measured in tests/test_reward_hacking.py, 3 objects, reward range [0, 1]): an honest answer
 with 2 of 3 exact centres scores 0.667; one whole-image box 0.333; a grid of 100 points 0.029; 300 duplicate
@@ -173,11 +174,31 @@ def count_reward(centres: np.ndarray, sample: Mapping[str, Any], space: str) -> 
     return ratio * distance, ratio, distance
 
 
+# -- the official count: PR1's evaluate_counting.py ----------------------------------------------------------
+#: the official script's spans (its regex, no DOTALL: a span does not cross a line)
+OFFICIAL_SPAN = re.compile(r"<\|box_start\|>(.*?)<\|box_end\|>")
+_NUM = r"\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*"
+_PAIR = rf"(?:\({_NUM},{_NUM}\)|\[{_NUM},{_NUM}\])"
+#: what the official ``(x1, y1), (x2, y2) = eval(span)`` accepts, for literals: two number pairs, bare or bracketed
+_END = r"\s*(?:,\s*)?"  # an optional trailing comma, one whitespace run on each side (no nested \s*)
+OFFICIAL_BOX = re.compile(rf"\s*(?:{_PAIR}\s*,\s*{_PAIR}|\(\s*{_PAIR}\s*,\s*{_PAIR}{_END}\)|"
+                          rf"\[\s*{_PAIR}\s*,\s*{_PAIR}{_END}\])\s*")
+
+
+def official_span_count(completion: str) -> int | None:
+    """The count PR1's evaluate_counting.py reads: the ``<|box_start|>...<|box_end|>`` spans whose content unpacks
+    as ``(x1, y1), (x2, y2)``; None (never a right count) when none does. The script ``eval``s each span; here a
+    span counts when it is two number pairs as literals, so arithmetic such as ``(1+1,2),(3,4)``, which ``eval``
+    would accept, does not count (no model writes it; model output is never evaluated)."""
+    count = sum(1 for span in OFFICIAL_SPAN.findall(completion) if OFFICIAL_BOX.fullmatch(span))
+    return count or None
+
+
 # -- data: PixMo-Count, and a plain JSONL -----------------------------------------------------------
 #: the paper's counting results (accuracy as a fraction) and the perceptual perplexity it measured
 PAPER_BENCHMARKS = {
-    "PixMo-Count val": PaperBenchmark({"accuracy": (0.602, 0.781)}, perplexity=229_202.0),
-    "PixMo-Count test": PaperBenchmark({"accuracy": (0.505, 0.756)}, perplexity=229_202.0),
+    "PixMo-Count val": PaperBenchmark({"accuracy_official": (0.602, 0.781)}, perplexity=229_202.0),
+    "PixMo-Count test": PaperBenchmark({"accuracy_official": (0.505, 0.756)}, perplexity=229_202.0),
 }
 
 
@@ -343,9 +364,10 @@ class CountingTask(Task):
     def evaluate(self, records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         if not records:
             return {}
-        correct, errors, parsed = 0, 0.0, 0
+        correct, errors, parsed, official = 0, 0.0, 0, 0
         for record in records:
             truth = truth_count(record["solution"])
+            official += official_span_count(record.get("completion") or "") == truth
             try:
                 predicted = len(self.parse(record.get("completion") or ""))
             except ParseError:
@@ -355,7 +377,7 @@ class CountingTask(Task):
             correct += predicted == truth
             errors += abs(predicted - truth)
         n = len(records)
-        return {"accuracy": correct / n, "mae": errors / n, "format_rate": parsed / n}
+        return {"accuracy": correct / n, "accuracy_official": official / n, "mae": errors / n, "format_rate": parsed / n}
 
     def render(self, sample: Mapping[str, Any]) -> str:
         """Boxes when the solution has them (Qwen2-VL box tokens in norm1000, ``bbox_2d`` JSON

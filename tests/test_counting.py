@@ -120,7 +120,8 @@ def test_hand_computed_metrics():
         {**SAMPLE, "completion": "<"},  # does not parse: wrong, counts as 0
     ]
     metrics = TASK.evaluate(records)
-    assert metrics == pytest.approx({"accuracy": 0.5, "mae": 0.75, "format_rate": 0.75})
+    # official: only the box spans count, and 'none' is no count (never right)
+    assert metrics == pytest.approx({"accuracy": 0.5, "accuracy_official": 0.25, "mae": 0.75, "format_rate": 0.75})
     assert TASK.evaluate([]) == {}
 
 

@@ -75,7 +75,7 @@ def test_eval_command_on_the_embedded_default(tmp_path):
                      "--out", str(out), "--json")
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
-    assert set(metrics) == {"accuracy", "mae", "format_rate", "mean_reward"}
+    assert set(metrics) == {"accuracy", "accuracy_official", "mae", "format_rate", "mean_reward"}
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [r["id"] for r in records] == [f"counting-heldout-0-{i}" for i in range(4)]
     rescored = run_cli("score", "--task", "counting", str(out / "predictions.jsonl"), "--json")

@@ -180,7 +180,8 @@ def test_eval_cli_reads_the_pixmo_count_file(tmp_path, monkeypatch):
     result = cli_in_process("eval", "--task", "counting", "--data", str(_pixmo(tmp_path, PIXMO_ROWS)),
                             "--max-new-tokens", "16", "--threads", "1")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "PixMo-Count test" in result.stdout and "paper base" in result.stdout
+    shown = " ".join(result.stdout.split())  # the table's title wraps at the table's width
+    assert "PixMo-Count test" in shown and "paper base" in shown
 
 
 def test_pixmo_images_under_a_separate_image_dir(tmp_path, monkeypatch):
@@ -205,7 +206,8 @@ def test_count_only_samples_score_the_count():
     assert task.reward(one, sample).total == pytest.approx(1 / 3)
     assert task.reward("none", {**sample, "solution": {"count": 0}}).total == 1.0
     records = [{**sample, "completion": three}, {**sample, "completion": one}, {**sample, "completion": "oops"}]
-    assert task.evaluate(records) == pytest.approx({"accuracy": 1 / 3, "mae": (0 + 2 + 3) / 3, "format_rate": 2 / 3})
+    assert task.evaluate(records) == pytest.approx({"accuracy": 1 / 3, "accuracy_official": 1 / 3,
+                                                    "mae": (0 + 2 + 3) / 3, "format_rate": 2 / 3})
     assert task.objects({"count": 3}) == 3
     with pytest.raises(UserError, match="count-only sample"):
         task.render(sample)
@@ -343,3 +345,44 @@ def test_a_coords_mismatch_is_caught():
     outside, counted = answers_outside(task, as_pixels)
     assert counted == 12 and outside > 6
     assert f"{outside} of 12 answers fall outside their image when read as pixels" in coords_warning(task, as_pixels, "pixels")
+
+
+# -- counting: the official span count ------------------------------------------------------------------------
+def official_count(s):
+    """PR1's evaluate_counting.py extract_boxes + parse_output, with ast.literal_eval standing in for its eval
+    (the same on the literals a model writes; the test never evaluates arbitrary text either)."""
+    import ast
+    import re
+
+    res = []
+    for bbox in re.findall(r"<\|box_start\|>(.*?)<\|box_end\|>", s):
+        try:
+            (x1, y1), (x2, y2) = ast.literal_eval(bbox.strip())
+            res.append(((x1 + x2) / 2, (y1 + y2) / 2))
+        except Exception:  # noqa: BLE001 - the official script's own `except Exception: pass`
+            pass
+    return len(res) if res else None
+
+
+SPANS = ["(1,2),(3,4)", "[1.5, 2],[3,4]", " ( 10 , 20 ) , ( 30 , 40 ) ", "((1,2),(3,4))", "[(1,2),(3,4)]",
+         "((1,2),(3,4),)", "(1,2)", "(1,2),(3,4),(5,6)", "bad", "", "(1,2),(3,x)", "(-1,+2),(3e2,.5)", "(1,2),\n(3,4)"]
+
+
+@pytest.mark.parametrize("span", SPANS)
+def test_official_span_count_equals_the_script(span):
+    from perception_r1.tasks.counting import official_span_count
+
+    for text in (f"<|box_start|>{span}<|box_end|>", f"x<|box_start|>{span}<|box_end|>" * 3 + "<|box_start|>(0,0),(1,1)<|box_end|>"):
+        assert official_span_count(text) == official_count(text), text
+
+
+def test_official_accuracy_beside_ours():
+    task = _task("counting")
+    two = "<|box_start|>(1,1),(5,5)<|box_end|><|box_start|>(10,10),(20,20)<|box_end|>"
+    records = [{"solution": {"count": 2}, "completion": two},
+               {"solution": {"count": 2}, "completion": two + "<|box_start|>oops<|box_end|>"},  # ours: no parse
+               {"solution": {"count": 0}, "completion": "none"}]  # ours: right; official: no span, never right
+    metrics = task.evaluate(records)
+    assert metrics["accuracy"] == pytest.approx(2 / 3) and metrics["accuracy_official"] == pytest.approx(2 / 3)
+    assert task.evaluate(records[1:2])["accuracy"] == 0 and task.evaluate(records[1:2])["accuracy_official"] == 1
+    assert task.evaluate(records[2:])["accuracy"] == 1 and task.evaluate(records[2:])["accuracy_official"] == 0
