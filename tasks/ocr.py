@@ -15,8 +15,9 @@ length, on the texts as they are), ``precision_official`` / ``recall_official`` 
 the *sets* of tokens) and ``bleu_official`` (nltk's sentence BLEU with its defaults), tokens being whitespace
 words, or jieba words when either text holds a CJK character; transcribed in
 :mod:`perception_r1.tasks.text_metrics` (no nltk at run time). They are left out when Chinese text needs jieba
-and it is not installed (the ``cjk`` extra). The official METEOR (nltk's, with Porter-stem and WordNet-synonym
-matching) needs the WordNet data and is not reproduced: ``meteor`` is ours only.
+and it is not installed (the ``cjk`` extra). ``meteor_official``, the official METEOR, is nltk's own (Porter
+stems and WordNet synonyms, :mod:`perception_r1.tasks.wordnet`): reported only where nltk and the WordNet data
+are installed (``meteor`` extra; nltk's data or ``PERCEPTION_R1_WORDNET``, e.g. Debian's wordnet-base).
 
 Worst cases (measured in tests/test_reward_hacking.py, truth 'quick brown fox', reward range [0, 1]): one
 typo scores 0.933; the answer repeated twice 0.484; the alphabet 0.154; the answer repeated 10,000 times 0.121
@@ -46,6 +47,7 @@ from perception_r1.tasks.text_metrics import (
     set_prf,
 )
 from perception_r1.tasks.text_render import DEFAULT_SIZE, random_text, render_text
+from perception_r1.tasks.wordnet import official_meteor
 
 #: longest completion considered at all (a dense document page is a few thousand characters)
 MAX_CHARS = 32_000
@@ -127,8 +129,11 @@ def official_metrics(completion: str, truth: str) -> dict[str, float] | None:
         return None
     hyp, ref = tokens
     precision, recall, f1 = set_prf(hyp, ref)
-    return {"edit_distance_official": official_edit_distance(completion, truth), "precision_official": precision,
-            "recall_official": recall, "f1_official": f1, "bleu_official": nltk_bleu(hyp, ref)}
+    metrics = {"edit_distance_official": official_edit_distance(completion, truth), "precision_official": precision,
+               "recall_official": recall, "f1_official": f1, "bleu_official": nltk_bleu(hyp, ref)}
+    if (meteor_value := official_meteor(hyp, ref)) is not None:  # only with nltk's WordNet (tasks/wordnet.py)
+        metrics["meteor_official"] = meteor_value
+    return metrics
 
 
 class OCRTask(Task):
@@ -171,7 +176,8 @@ class OCRTask(Task):
         if not records:
             return {}
         keys = ("edit_distance", "f1", "precision", "recall", "bleu", "meteor")
-        sums = dict.fromkeys(keys + OFFICIAL_KEYS, 0.0)
+        sums = dict.fromkeys((*keys, *OFFICIAL_KEYS, "meteor_official"), 0.0)
+        meteor_count = 0
         official = True  # every record's official metrics could be computed (jieba present where needed)
         for record in records:
             gt = collapse_whitespace(record["solution"]["text"])[:MAX_TRUTH_CHARS]
@@ -189,9 +195,13 @@ class OCRTask(Task):
             raw = official_metrics(str(record.get("completion") or "")[:MAX_CHARS],
                                    record["solution"]["text"][:MAX_TRUTH_CHARS])
             official = official and raw is not None
+            meteor_count += "meteor_official" in (raw or {})
             for key, value in (raw or {}).items():
                 sums[key] += value
-        return {key: sums[key] / len(records) for key in keys + (OFFICIAL_KEYS if official else ())}
+        shown = keys + (OFFICIAL_KEYS if official else ())
+        if official and meteor_count == len(records):  # every record had nltk's WordNet METEOR
+            shown += ("meteor_official",)
+        return {key: sums[key] / len(records) for key in shown}
 
     def render(self, sample: Mapping[str, Any]) -> str:
         return sample["solution"]["text"]

@@ -386,3 +386,49 @@ def test_official_accuracy_beside_ours():
     assert metrics["accuracy"] == pytest.approx(2 / 3) and metrics["accuracy_official"] == pytest.approx(2 / 3)
     assert task.evaluate(records[1:2])["accuracy"] == 0 and task.evaluate(records[1:2])["accuracy_official"] == 1
     assert task.evaluate(records[2:])["accuracy"] == 1 and task.evaluate(records[2:])["accuracy_official"] == 0
+
+
+# -- OCR: the official METEOR, nltk's own with WordNet ------------------------------------------------------------
+WORDNET = "/usr/share/wordnet"  # Debian's wordnet-base: the WordNet 3.0 dictionary without nltk's lexnames
+
+
+@pytest.fixture
+def debian_wordnet(monkeypatch):
+    import os
+
+    from perception_r1.tasks import wordnet
+
+    pytest.importorskip("nltk")
+    if not os.path.isfile(os.path.join(WORDNET, "data.noun")):
+        pytest.skip("WordNet 3.0 data not installed (apt install wordnet-base)")
+    monkeypatch.setenv(wordnet.ENV, WORDNET)
+    wordnet.wordnet.cache_clear()
+    yield wordnet
+    wordnet.wordnet.cache_clear()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_official_meteor_is_nltks_with_wordnet(debian_wordnet):
+    from nltk.translate.meteor_score import meteor_score
+
+    reader = debian_wordnet.wordnet()
+    assert reader is not None and reader.get_version() == "3.0"
+    task = _task("ocr")
+    pairs = [("the fast brown foxes", "the quick brown fox"), *OCR_PAIRS[:5]]
+    for pred, gt in pairs:
+        hyp, ref = pred.split(), gt.split()  # no CJK: the official script's whitespace tokens
+        metrics = task.evaluate([{"solution": {"text": gt}, "completion": pred}])
+        assert metrics["meteor_official"] == pytest.approx(meteor_score([ref], hyp, wordnet=reader), abs=1e-12)
+    synonyms = task.evaluate([{"solution": {"text": "the quick brown fox"}, "completion": "the fast brown foxes"}])
+    assert synonyms["meteor_official"] > 0.9 > 0.5 > synonyms["meteor"]  # stems and synonyms match there only
+
+
+def test_without_wordnet_the_official_meteor_is_left_out(monkeypatch):
+    from perception_r1.tasks import wordnet
+
+    monkeypatch.setenv(wordnet.ENV, "/nonexistent-wordnet")
+    wordnet.wordnet.cache_clear()
+    try:
+        assert "meteor_official" not in _task("ocr").evaluate([{"solution": {"text": "a b"}, "completion": "a b"}])
+    finally:
+        wordnet.wordnet.cache_clear()
