@@ -1,8 +1,8 @@
 """Every script in benchmarks/ in its smoke mode (``--smoke``: tiny sizes, one round, every side of each
 comparison), run as a user runs it: it exits 0 and prints its tables and comparison lines, so a refactor that
 breaks a benchmark fails CI. No time is asserted: a smoke run's numbers mean nothing. Slow: about 3 minutes
-on 2 cores for all eight, most of it the four that start a process per side (grpo_step, memory, threads,
-paper_findings); rewards, coco_eval, fuzz and rollout take about 20 s together."""
+on 2 cores for all nine, most of it the five that start a process per side (grpo_step, memory, threads,
+paper_findings, untuned_seeds); rewards, coco_eval, fuzz and rollout take about 20 s together."""
 
 from __future__ import annotations
 
@@ -56,6 +56,7 @@ EXPECTED = {
     "memory": ["| full fine-tuning ", "| full + gradient checkpointing "]
               + either("trl", MEMORY_LINES, "the TRL side"),
     "threads": ["| idle    | default ", "| idle    | --threads 1 ", "| idle    | --threads 2 "],
+    "untuned_seeds": ["| ocr ", "seed 3: after (change ± SE)", "tasks improved on every untuned seed:"],
 }
 
 
