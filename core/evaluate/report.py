@@ -123,8 +123,7 @@ class Images:
 
     def _from_file(self, path: str) -> tuple[Image.Image | None, str]:
         if not limits.image_allowed(path, self.roots):
-            return None, (f"image outside the run directory and the report's --data directories: not embedded "
-                          f"(report --data DIR, or {limits.ENV_IMAGE_ROOTS})")
+            return None, f"image outside the run and data directories: not embedded (report --data DIR, or {limits.ENV_IMAGE_ROOTS})"
         try:
             with Image.open(path) as im:
                 if problem := limits.pixels_problem(im):
@@ -216,6 +215,12 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[flo
     return xs, ys
 
 
+def _plain(label: str) -> str:
+    """``label`` (a reward or component name from a plugin or a log) as plain text for matplotlib: ``$`` would
+    start mathtext, whose parser fails on ``$x^{$`` and killed the report; a leading ``_`` would hide it."""
+    return label.replace("$", r"\$").lstrip("_") or "?"
+
+
 def charts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(title, base64 PNG) per chart that has data."""
     import matplotlib
@@ -234,7 +239,7 @@ def charts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
             continue
         fig, ax = plt.subplots(figsize=(4.6, 2.9), dpi=100)
         for name, xs, ys in series:
-            ax.plot(xs, ys, label=name.removeprefix("rewards/"), marker="." if len(xs) < 30 else None)
+            ax.plot(xs, ys, label=_plain(name.removeprefix("rewards/")), marker="." if len(xs) < 30 else None)
             if name == "reward":
                 sx, sd = _series(rows, "reward_std")
                 if len(sd) == len(ys):
