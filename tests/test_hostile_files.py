@@ -206,3 +206,12 @@ def test_a_loader_meeting_a_value_of_the_wrong_type_is_one_line(tmp_path):
     (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(ann))
     with pytest.raises(UserError, match=r"task 'detection' cannot read it"):
         load_samples(get_registry().task("detection"), tmp_path, "val")
+
+
+def test_a_saved_dataset_directory_with_a_malformed_index_is_one_line(tmp_path):
+    from perception_r1.data.loaders import load_samples
+    from perception_r1.registry import get_registry
+
+    (tmp_path / "dataset_dict.json").write_text('{"splits": 5}')
+    with pytest.raises(UserError, match=r"task 'detection' cannot read it"):
+        load_samples(get_registry().task("detection"), tmp_path, "val")

@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from perception_r1.contract import task_names
-from perception_r1.data import io
 from perception_r1.errors import UserError
 
 
