@@ -16,17 +16,25 @@ outside ``reward_range`` and NaN.
     python benchmarks/fuzz.py --smoke         # 60 per task and reward (no 10 MB string): checks the script runs
 
 Done when (issue 15): 0 exceptions, 0 NaN, 0 out of range, max < 500 ms per call for every task.
+
+A second table runs one hostile file or path per class through the command line (issue 23: truth lists and
+lines past their caps, ``/dev/zero``, a path that is not UTF-8 or has a part over 255 bytes, a file inside
+``--dir``, NaN as a setting, ``$`` in a reward name): each should end in one error line, exit 2 and no
+traceback, in about a second.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import random
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from perception_r1 import ParseError
@@ -186,6 +194,58 @@ def fuzz_reward(name: str, fn: Callable, tasks: list[Any], n: int, seed: int = 0
 HEADER = ["task", "calls", "exceptions", "max ms", "p99 ms", "out of range", "NaN"]
 
 
+# -- hostile files and paths (issue 23): each class through the command line, as a user meets it ----------
+def file_cases(root: Path) -> list[tuple[str, list[str]]]:
+    """(class, command line) per class of hostile file or path, its files written under ``root``."""
+    from perception_r1.data.io import MAX_LINE_BYTES
+    from perception_r1.data.limits import MAX_OBJECTS
+
+    n = MAX_OBJECTS * 20  # the issue's 100k truth boxes
+    boxes = {"boxes": [[1, 2, 3, 4]] * n, "labels": ["person"] * n}
+    (root / "boxes.jsonl").write_text(json.dumps({"completion": "[]", "image_size": [64, 64], "solution": boxes}) + "\n")
+    (root / "long.jsonl").write_text('{"completion": "' + "x" * (MAX_LINE_BYTES + 1) + '"}\n')
+    (root / "afile").write_text("x")
+    run = root / "run"
+    run.mkdir(exist_ok=True)
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "reward": 1.0, "rewards/$x^{$": 0.5}) + "\n")
+    return [
+        ("truth objects past the cap", ["score", "--task", "detection", str(root / "boxes.jsonl")]),
+        ("a line past the cap", ["score", "--task", "ocr", str(root / "long.jsonl")]),
+        ("an endless file", ["score", "--task", "ocr", "/dev/zero"]),
+        ("a path that is not UTF-8", ["report", str(root / "\udcff")]),
+        ("a path part over 255 bytes", ["report", str(root / ("a" * 300))]),
+        ("a file inside --dir", ["new-plugin", "--dir", str(root / "afile" / "sub"), "shapes"]),
+        ("NaN as a setting", ["sft", "--task", "ocr", "--lr", "nan"]),
+        ("$ in a reward name (report: exit 0)", ["report", str(run)]),
+    ]
+
+
+def fuzz_files(root: Path) -> list[list[str]]:
+    """Rows of (class, exit code, error lines, tracebacks, seconds): every case should end in one line and
+    exit 2 (the report of ``$`` names in exit 0), in about a second."""
+    import contextlib
+    import io
+
+    from perception_r1.cli import main
+
+    rows = []
+    for name, argv in file_cases(root):
+        err = io.StringIO()
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except BaseException as exc:  # noqa: BLE001 - a traceback is what this counts
+                code, _ = 1, err.write(f"Traceback: {type(exc).__name__}\n")
+        lines = err.getvalue().splitlines()
+        rows.append([name, str(code), str(sum(line.startswith("perception-r1: error:") for line in lines)),
+                     str(sum("Traceback" in line for line in lines)), f"{time.perf_counter() - start:.2f}"])
+    return rows
+
+
+FILE_HEADER = ["hostile file or path", "exit", "error lines", "tracebacks", "s"]
+
+
 def run(n: int, task_names: list[str] | None = None, seed: int = 0, rewards: bool = True) -> list[Stats]:
     from perception_r1.registry import get_registry
 
@@ -214,6 +274,8 @@ def main() -> None:
     for s in results:
         if s.first_problem:
             print(f"{s.name}: first problem: {s.first_problem}")
+    with tempfile.TemporaryDirectory() as root:
+        print(table(FILE_HEADER, fuzz_files(Path(root))))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from PIL import Image
 from perception_r1.contract import Task
 from perception_r1.data import limits
 from perception_r1.data.hf import dataset_rows, is_dataset_source, named_rows, open_split
-from perception_r1.data.io import read_jsonl
+from perception_r1.data.io import MAX_LINE_BYTES, read_jsonl
 from perception_r1.errors import UserError
 from perception_r1.tasks import geometry
 
@@ -279,7 +279,7 @@ def file_rows(file: Path) -> Rows:
 def _one_object(file: Path) -> bool:
     """Whether ``file`` is a single JSON object spread over lines (pretty-printed), which JSONL is not."""
     with file.open("rb") as handle:
-        first = handle.readline()
+        first = handle.readline(MAX_LINE_BYTES + 1)  # bounded: jsonl_rows names a line past the cap
     try:
         json.loads(first)
         return False  # a whole object on line 1: JSONL

@@ -38,3 +38,12 @@ def test_generator_covers_every_kind():
     texts = list(fuzz.completions(['[{"bbox_2d": [1, 2, 3, 4], "label": "a"}]'], SHARE, seed=0))
     assert len(texts) == SHARE and max(map(len, texts)) == fuzz.TEN_MB
     assert any("9" * 400 in t for t in texts) and any(t.count("bbox_2d") >= 1000 for t in texts)
+
+
+def test_every_hostile_file_class_ends_in_one_line(tmp_path):
+    """The fuzz script's second table (issue 23): one error line, no traceback, per class; `$` names: a report."""
+    rows = _fuzz_module().fuzz_files(tmp_path)
+    assert len(rows) >= 8
+    for name, code, errors, tracebacks, _seconds in rows:
+        expected = ("0", "0") if name.endswith("(report: exit 0)") else ("2", "1")
+        assert (code, errors, tracebacks) == (*expected, "0"), name

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 import sys
 import warnings
 
@@ -90,6 +92,50 @@ def one_line(message: str) -> str:
     return f"{message[: MAX_ERROR_CHARS - 100]} ... {message[-80:]}"
 
 
+#: OSError classes the user fixes (a path, free space, permissions): one line and exit 2 wherever they are
+#: raised; any other OSError stays a traceback, a bug to report
+USER_ERRNOS = {errno.ENAMETOOLONG: "a path part is longer than the file system allows (255 bytes)",
+               errno.ENOSPC: "disk full", errno.EDQUOT: "disk quota exceeded", errno.EFBIG: "file too large",
+               errno.EACCES: "permission denied", errno.EPERM: "not permitted", errno.EROFS: "read-only file system",
+               errno.ENOTDIR: "a part of the path is a file, not a directory", errno.EISDIR: "is a directory",
+               errno.ENOENT: "no such file or directory", errno.ELOOP: "too many levels of symbolic links",
+               errno.EEXIST: "already exists", errno.EMFILE: "too many open files", errno.EILSEQ: "not a valid name"}
+# an I/O error of a Rust library (safetensors: disk full while saving a model) carries only the errno in text
+_RUST_IO = re.compile(r"Os \{ code: (\d+)")
+
+
+def user_os_error(exc: BaseException) -> OSError | None:
+    """The OSError of a class in :data:`USER_ERRNOS` behind ``exc`` (itself, its cause or context, or a Rust
+    library's error naming one); None when there is none (a bug: the traceback stays)."""
+    for _ in range(8):  # a short chain: raise ... from ... inside library wrappers
+        if isinstance(exc, OSError) and exc.errno in USER_ERRNOS:
+            return exc
+        if (found := _RUST_IO.search(str(exc))) and int(found[1]) in USER_ERRNOS:
+            return OSError(int(found[1]), USER_ERRNOS[int(found[1])])
+        if (exc := exc.__cause__ or exc.__context__) is None:  # type: ignore[assignment]
+            return None
+    return None
+
+
+def os_error_line(exc: OSError) -> str:
+    """``exc`` as the user reads it: what failed, the file named (bytes shown escaped) and the class."""
+    what = exc.strerror or USER_ERRNOS.get(exc.errno or 0, "")
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    hint = " (free space, then --resume continues a run)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return one_line(f"{where}{what}{hint}")
+
+
+def _not_utf8(args: list[str]) -> str | None:
+    """The first argument holding bytes that are not UTF-8 (Python keeps them as surrogates): every file
+    written (config.yaml, JSON, the report) would fail on it, perhaps after a whole training run."""
+    for arg in args:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return ascii(arg)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user-fixable errors become one line on stderr and exit code 2, never a traceback."""
     _register_commands()
@@ -103,6 +149,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         # the command line is kept for commands that hand it on (run under `accelerate launch --cpu`)
         args = list(sys.argv[1:] if argv is None else argv)
+        if bad := _not_utf8(args):
+            raise UserError(f"argument {bad} is not UTF-8 text: rename the file or directory")
         cli.main(args=args, prog_name="perception-r1", standalone_mode=False, obj={"argv": args})
     except _NO_ARGS_IS_HELP as exc:  # `perception-r1` alone: help, not an error
         click.echo(exc.ctx.get_help() if exc.ctx else "")
@@ -122,6 +170,11 @@ def _main(argv: list[str] | None) -> int:
     except click.ClickException as exc:
         click.echo(f"perception-r1: error: {exc.format_message()}", err=True)
         return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - only the OSError classes a user fixes; anything else re-raised
+        if (os_error := user_os_error(exc)) is None:
+            raise
+        click.echo(f"perception-r1: error: {os_error_line(os_error)}", err=True)
+        return 2
     return 0
 
 

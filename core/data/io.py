@@ -24,6 +24,10 @@ def make_out_dir(out: str | Path) -> None:
         raise UserError(f"--out {out}: cannot create it ({exc.strerror})") from exc
 
 
+#: a JSONL record is a completion, a ground truth and a few keys: a line longer than this is not one
+MAX_LINE_BYTES = 4_000_000
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for every non-blank line, in order; a bad line is a UserError naming file:line."""
     path = Path(path)
@@ -32,7 +36,12 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
     with handle:
-        for lineno, raw in enumerate(handle, start=1):
+        lineno = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):  # bounded: a 10 GB line or /dev/zero is never held whole
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise UserError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES:,} bytes (the cap of a JSONL "
+                                "record: images are not stored in it, ground truths are capped)")
             if not raw.strip():
                 continue
             yield lineno, _object(raw, f"{path}:{lineno}")

@@ -15,9 +15,17 @@ Every size a file gives that drives an allocation or a loop is checked here befo
 
 Which image files may be read (:func:`image_allowed`): a data set's images must lie inside its ``--data``
 directory (after ``..`` and symbolic links are resolved; absolute paths too), and a report embeds a record's
-``image_path`` only from inside the run directory or the data directory the run used. Further directories
-are allowed with ``PERCEPTION_R1_IMAGE_ROOTS=/dir1:/dir2``. A data file naming ``/home/me/.ssh/...`` or
-``../../private.png`` is then a ``file:row`` error, and a report never embeds a file it was not meant to.
+``image_path`` only from inside the run directory or a directory given from outside it: ``report --data DIR``
+on the command line (the trainer's own end-of-run report passes the ``--data`` it was given). A root is never
+taken from a file inside the directory being reported (``config.yaml`` ``data:``, ``metrics.json``
+``data_dir``): whoever wrote that directory would choose what the page embeds. Further directories are allowed
+with ``PERCEPTION_R1_IMAGE_ROOTS=/dir1:/dir2``. A data file naming ``/home/me/.ssh/...`` or ``../../private.png``
+is then a ``file:row`` error, and a report never embeds a file it was not meant to.
+
+- :data:`MAX_OBJECTS`: no list in a ground truth (detection boxes, counting points, labels) holds more items;
+  a record with more is a ``file:line`` error before any matching runs (matching costs truth x predictions).
+- ``perception_r1.data.io.MAX_LINE_BYTES``: no JSONL line is longer; a longer one (or ``/dev/zero``) is a
+  ``file:line`` error, read in bounded memory.
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ MAX_NUMBER = 1e9
 MAX_IMAGE_PIXELS = 50_000_000  # ~7000 x 7000: 150 MB as RGB
 MAX_KEPT_PIXELS = 4096 * 4096
 MAX_DEPTH = 32  # a ground truth nested deeper than this is not one
+#: items in any one list of a ground truth: COCO images have at most ~100 boxes, LVIS ~800; matching a
+#: truth against predictions costs their product, so 100k truth boxes took 207 s before this cap
+MAX_OBJECTS = 5_000
 
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 # PIL warns between MAX_IMAGE_PIXELS and twice it; such images are refused here with one line (pixels_problem),
@@ -65,8 +76,8 @@ def size_problem(value: Any, what: str = "image_size") -> str | None:
 
 
 def number_problem(value: Any, path: str = "", depth: int = 0) -> str | None:
-    """Where in ``value`` (a JSON value) a number is non-finite or beyond :data:`MAX_NUMBER`, or the nesting
-    is deeper than :data:`MAX_DEPTH`; None when every number is usable."""
+    """Where in ``value`` (a JSON value) a number is non-finite or beyond :data:`MAX_NUMBER`, the nesting is
+    deeper than :data:`MAX_DEPTH` or a list holds more than :data:`MAX_OBJECTS` items; None when usable."""
     if depth > MAX_DEPTH:
         return f"nested deeper than {MAX_DEPTH} levels at {path or 'the top'}"
     if _is_number(value):
@@ -75,6 +86,9 @@ def number_problem(value: Any, path: str = "", depth: int = 0) -> str | None:
         if isinstance(value, float) and math.isfinite(value) and abs(value) < MAX_NUMBER:
             return None
         return f"non-finite or huge number at {path or 'the top'} (numbers must be below {MAX_NUMBER:g})"
+    if isinstance(value, list | dict) and len(value) > MAX_OBJECTS:  # before walking it: bounded time
+        kind = "list" if isinstance(value, list) else "object"
+        return f"{kind} of {len(value):,} items at {path or 'the top'}, more than {MAX_OBJECTS:,} objects per sample"
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, item in items:
         if problem := number_problem(item, f"{path}/{key}" if path else str(key), depth + 1):

@@ -35,6 +35,11 @@ def load_samples(task: Task, path: str | Path, split: str = "val", limit: int | 
         raise UserError(f"--data: {exc}") from exc
     except (ValueError, OSError) as exc:  # task loaders name the file:row at fault
         raise UserError(f"--data: {exc}".replace("\n", " ")) from exc
+    except (TypeError, KeyError, IndexError, AttributeError, ArithmeticError, RecursionError) as exc:
+        # a value of the wrong type where a loader trusted the file (COCO ``image_id: [1]``, a count of inf,
+        # ``dataset_dict.json`` ``{"splits": 5}``): one line naming the data and the task, whatever the loader
+        raise UserError(f"--data {root}: task '{task.name}' cannot read it: a malformed file or value "
+                        f"({type(exc).__name__}: {str(exc)[:200]})".replace("\n", " ")) from exc
     if not isinstance(loaded, Loaded):  # a loader that returns bare samples
         loaded = Loaded(list(loaded), "task-loader")
     for sample in loaded.samples:

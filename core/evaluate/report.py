@@ -97,7 +97,7 @@ def prediction_shapes(task: Task, record: Mapping[str, Any]) -> tuple[Shapes, st
 # -- images ----------------------------------------------------------------------------------------
 class Images:
     """Original images of records: from ``image_path`` (only inside ``roots``: the run directory and the
-    data directory it used, see :func:`perception_r1.data.limits.image_allowed`) or regenerated synthetic
+    directories the caller trusts, see :func:`perception_r1.data.limits.image_allowed`) or regenerated synthetic
     samples (cached; an index past :data:`MAX_REGENERATED` is not regenerated)."""
 
     def __init__(self, roots: Sequence[Path] = ()) -> None:
@@ -123,7 +123,7 @@ class Images:
 
     def _from_file(self, path: str) -> tuple[Image.Image | None, str]:
         if not limits.image_allowed(path, self.roots):
-            return None, f"image outside the run and data directories: not embedded ({limits.ENV_IMAGE_ROOTS})"
+            return None, f"image outside the run and data directories: not embedded (report --data DIR, or {limits.ENV_IMAGE_ROOTS})"
         try:
             with Image.open(path) as im:
                 if problem := limits.pixels_problem(im):
@@ -215,6 +215,12 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[flo
     return xs, ys
 
 
+def _plain(label: str) -> str:
+    """``label`` (a reward or component name from a plugin or a log) as plain text for matplotlib: ``$`` would
+    start mathtext, whose parser fails on ``$x^{$`` and killed the report; a leading ``_`` would hide it."""
+    return label.replace("$", r"\$").lstrip("_") or "?"
+
+
 def charts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(title, base64 PNG) per chart that has data."""
     import matplotlib
@@ -233,7 +239,7 @@ def charts(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
             continue
         fig, ax = plt.subplots(figsize=(4.6, 2.9), dpi=100)
         for name, xs, ys in series:
-            ax.plot(xs, ys, label=name.removeprefix("rewards/"), marker="." if len(xs) < 30 else None)
+            ax.plot(xs, ys, label=_plain(name.removeprefix("rewards/")), marker="." if len(xs) < 30 else None)
             if name == "reward":
                 sx, sd = _series(rows, "reward_std")
                 if len(sd) == len(ys):
@@ -399,21 +405,16 @@ def _config_text(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 
 
-def _image_roots(root: Path, config_text: str, summary: Mapping[str, Any]) -> list[Path]:
-    """Where the gallery may read ``image_path`` files: the run directory and the data directory it used."""
-    roots = [root]
-    try:
-        config = pio.load_yaml(config_text) if config_text else {}
-    except Exception:  # noqa: BLE001 - a config that does not parse just names no data directory
-        config = {}
-    for data in ((config or {}).get("data") if isinstance(config, dict) else None, summary.get("data_dir")):
-        if isinstance(data, str) and data:
-            roots.append(Path(data) if Path(data).is_dir() else Path(data).parent)
-    return roots
+def _image_roots(root: Path, data_dirs: Sequence[str | Path]) -> list[Path]:
+    """Where the gallery may read ``image_path`` files: the run directory and the directories the caller gives
+    (``report --data``; the trainer's own report: the run's ``--data``). Never a directory named by a file inside
+    the directory being reported: ``config.yaml`` saying ``data: /`` would make the page embed any image on the
+    machine (``PERCEPTION_R1_IMAGE_ROOTS`` adds roots, see :func:`perception_r1.data.limits.image_allowed`)."""
+    return [root, *(Path(d) if Path(d).is_dir() else Path(d).parent for d in data_dirs)]
 
 
-def build_report(run_dir: str | Path) -> str:
-    """The report of ``run_dir`` as one HTML string."""
+def build_report(run_dir: str | Path, data_dirs: Sequence[str | Path] = ()) -> str:
+    """The report of ``run_dir`` as one HTML string; ``data_dirs``: where else the gallery may read images."""
     from perception_r1.errors import UserError
 
     root = Path(run_dir)
@@ -432,7 +433,7 @@ def build_report(run_dir: str | Path) -> str:
 
     sections = [f"<h1>perception-r1 report: {_e(root.name)}</h1>"]
     sections += _summary_sections(root, summary, _rows(root / "metrics.jsonl"))
-    images = Images(_image_roots(root, config_text, summary))
+    images = Images(_image_roots(root, data_dirs))
     for name in task_names:
         task = _task(name)
         if task is None:
@@ -445,8 +446,8 @@ def build_report(run_dir: str | Path) -> str:
             f"<style>{CSS}</style></head><body>{''.join(sections)}</body></html>")
 
 
-def write_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.html`` (atomically) and return its path."""
+def write_report(run_dir: str | Path, data_dirs: Sequence[str | Path] = ()) -> Path:
+    """Write ``run_dir/report.html`` (atomically) and return its path (``data_dirs``: see :func:`build_report`)."""
     path = Path(run_dir) / "report.html"
-    pio.atomic_write_text(path, build_report(run_dir))
+    pio.atomic_write_text(path, build_report(run_dir, data_dirs))
     return path

@@ -68,6 +68,10 @@ class Rollout:
         return self.completion_ids.shape[0] // self.num_generations
 
 
+#: seconds a model's chat template may take to render one prompt (it takes milliseconds)
+TEMPLATE_SECONDS = 10.0
+
+
 class Policy:
     """A multimodal LLM as a policy: ``generate`` groups of completions, ``token_logprobs`` to train."""
 
@@ -127,10 +131,7 @@ class Policy:
                             f"`perception-r1 save-model {path} OUT` writes its policy as one")
         if missing:
             raise UserError(f"'{path}' is not a processor + model directory (missing {', '.join(missing)})")
-        try:
-            model_type = json.loads((path / "config.json").read_text()).get("model_type")
-        except json.JSONDecodeError as exc:
-            raise UserError(f"'{path}/config.json' is not valid JSON ({exc})") from exc
+        model_type = _model_type(path / "config.json")
         family = family_of(model_type)
         if family is None:
             raise UserError(f"'{path}': model type '{model_type}' is not supported (supported: {', '.join(SUPPORTED)}, "
@@ -147,7 +148,9 @@ class Policy:
                 f"'{path}': cannot load the model weights ({type(exc).__name__}: {exc})".replace("\n", " ")
             ) from exc
         name = "tiny-base" if path.resolve() == DEFAULT_MODEL.resolve() else path.name
-        return cls(model.to(device), processor, name=name, coords=coords)
+        policy = cls(model.to(device), processor, name=name, coords=coords)
+        policy.chat_text("Check the chat template.")  # a broken or endless template: refused now, not mid-run
+        return policy
 
     def save(self, out_dir: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Save model (safetensors), processor, tokenizer and chat template; ``load`` reads it back.
@@ -185,15 +188,19 @@ class Policy:
     # -- prompts ---------------------------------------------------------------------------------
     def chat_text(self, prompt: str, with_image: bool = True) -> str:
         """The chat-formatted prompt text (ends with the assistant header)."""
-        from jinja2 import TemplateError  # SecurityError (the sandbox refusing an attribute) is one
+        from perception_r1.contract import BudgetExceeded, time_budget
 
         content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": prompt}]
         messages: list[dict[str, Any]] = [{"role": "user", "content": content}]
         try:
-            return self.processor.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-        except TemplateError as exc:
+            with time_budget(TEMPLATE_SECONDS):  # a template is data from the model directory: bounded time
+                return self.processor.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True
+                )
+        except BudgetExceeded:
+            raise UserError(f"model '{self.name}': its chat template took more than {TEMPLATE_SECONDS:g} s "
+                            "to render one prompt (a loop in chat_template?)") from None
+        except Exception as exc:  # noqa: BLE001 - jinja's sandbox raises TemplateError, OverflowError (range), ...
             raise UserError(f"model '{self.name}': its chat template cannot be used "
                             f"({type(exc).__name__}: {str(exc)[:200]})".replace("\n", " ")) from exc
 
@@ -420,6 +427,14 @@ class Policy:
         return torch.cat([first, tail.logits], dim=1)
 
 
+def _model_type(config: Path) -> Any:
+    """``model_type`` of a model directory's ``config.json``; UserError naming the file when it is not a
+    UTF-8 JSON object (a list, stray bytes, a truncated write)."""
+    from perception_r1.data.io import read_json_object
+
+    return read_json_object(config).get("model_type")
+
+
 def _load_processor(path: Path, family: Family, model_type: str):
     """The image-only processor of a model directory: tokenizer + PIL image processor + chat template."""
     from transformers import AutoTokenizer, Qwen2VLImageProcessorPil
@@ -433,8 +448,11 @@ def _load_processor(path: Path, family: Family, model_type: str):
             image_processor = Qwen2VLImageProcessorPil.from_pretrained(path, local_files_only=True)
             return make_processor(image_processor, tokenizer, template, family=model_type)
         return load_stock_processor(path, family.processor or _processor_class(path), tokenizer, template)
-    except (OSError, ValueError, AttributeError) as exc:
-        raise UserError(f"'{path}': cannot load the tokenizer/processor ({exc})".replace("\n", " ")) from exc
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - broken tokenizer/processor files raise any library error
+        raise UserError(f"'{path}': cannot load the tokenizer/processor ({type(exc).__name__}: {exc})"[:400]
+                        .replace("\n", " ")) from exc
 
 
 def _processor_class(path: Path) -> str:

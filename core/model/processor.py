@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +94,15 @@ def save_model_dir(model, processor: PerceptionProcessor, out_dir: str | Path, d
         import copy
 
         model = copy.deepcopy(model).to(dtype)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    processor.image_processor.save_pretrained(out)  # preprocessor_config.json, as real checkpoints ship
-    (out / "chat_template.jinja").write_text(str(processor.chat_template))
+    try:
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        processor.image_processor.save_pretrained(out)  # preprocessor_config.json, as real checkpoints ship
+        (out / "chat_template.jinja").write_text(str(processor.chat_template))
+    except BaseException:  # disk full, Ctrl-C: no .tmp-* directory is left beside --out
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     if fresh:
         os.replace(out, final)  # onto the empty directory
     return final

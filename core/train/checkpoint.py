@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from perception_r1.errors import UserError
 from perception_r1.train.rundir import CHECKPOINT_STATE as STATE
 from perception_r1.train.rundir import checkpoint_dirs
 
@@ -55,6 +56,20 @@ def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.op
     tmp = directory / f".tmp-step-{step}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    try:
+        _write(tmp, step, model, optimizer, extra, adapter)
+    except BaseException:  # disk full, Ctrl-C: no .tmp-step-* is left beside the checkpoints
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def _write(tmp: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: dict,
+           adapter: Any) -> None:
+    """Every file of a checkpoint into ``tmp``, durable (fsynced) before the caller publishes it."""
     if adapter is not None:
         from perception_r1.model.lora import save_adapter
 
@@ -70,10 +85,6 @@ def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.op
     for path in tmp.iterdir():  # make the files durable before the rename publishes them
         with path.open("rb") as handle:
             os.fsync(handle.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
 
 
 def _dedupe_shared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -97,10 +108,28 @@ def latest(directory: Path) -> Path | None:
     return found[max(found)] if found else None
 
 
+def read_state(path: Path) -> dict[str, Any]:
+    """``path/state.json``, checked before anything is restored: a JSON object whose ``step`` is the integer
+    of the directory's name and whose ``optimizer`` has the shape :func:`save` writes; else a UserError
+    naming the file (a hand-edited or foreign checkpoint is refused, never half restored)."""
+    from perception_r1.data.io import read_json_object
+
+    file = path / STATE
+    state = read_json_object(file)  # not JSON, not an object: one line naming the file
+    step, optimizer = state.get("step"), state.get("optimizer")
+    if type(step) is not int or f"step-{step}" != path.name:
+        raise UserError(f"{file}: 'step' must be the integer of its directory's name, got {str(step)[:40]!r} "
+                        "(not a checkpoint of this run?)")
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+            and isinstance(optimizer.get("param_groups"), list)):
+        raise UserError(f"{file}: 'optimizer' must be an object with 'state' and 'param_groups' (not written by this run?)")
+    return state
+
+
 def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, adapter: Any = None) -> dict[str, Any]:
     """Restore weights (or the LoRA ``adapter``'s), optimizer and RNG state in place; returns the saved state."""
     path = Path(path)
-    state = json.loads((path / STATE).read_text())
+    state = read_state(path)
     if adapter is not None:
         from perception_r1.model.lora import load_adapter
 

@@ -136,26 +136,30 @@ def locked(run_dir: Path, main_process: bool = True) -> Iterator[None]:
 
 
 def repair_logs(run_dir: Path, step: int) -> None:
-    """Keep the log lines of steps up to ``step`` (later ones run again); drop a torn last line."""
-    for name in LOGS:
-        path = run_dir / name
-        if not path.exists():
-            continue
-        lines = path.read_bytes().split(b"\n")
-        keep = []
-        for lineno, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-                row_step = row["step"]
-            except (ValueError, KeyError, TypeError) as exc:
-                if lineno >= len(lines) - 1:  # the last line, cut by a kill: those steps run again
-                    continue
-                raise UserError(f"{path}:{lineno}: not a log line of this run ({type(exc).__name__})") from exc
-            if isinstance(row_step, int) and row_step <= step:
-                keep.append(raw.decode("utf-8"))
+    """Keep the log lines of steps up to ``step`` (later ones run again); drop a torn last line. Every log is
+    checked before any is rewritten: a refused resume leaves them all as they were."""
+    kept = {path: _kept_lines(path, step) for path in (run_dir / name for name in LOGS) if path.exists()}
+    for path, keep in kept.items():
         io.atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
+def _kept_lines(path: Path, step: int) -> list[str]:
+    """The lines of the log ``path`` of steps up to ``step``; UserError at a bad line before the last."""
+    lines = path.read_bytes().split(b"\n")
+    keep = []
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+            row_step = row["step"]
+        except (ValueError, KeyError, TypeError) as exc:
+            if lineno >= len(lines) - 1:  # the last line, cut by a kill: those steps run again
+                continue
+            raise UserError(f"{path}:{lineno}: not a log line of this run ({type(exc).__name__})") from exc
+        if isinstance(row_step, int) and row_step <= step:
+            keep.append(raw.decode("utf-8"))
+    return keep
 
 
 def remove_partial_checkpoints(checkpoints: Path) -> list[str]:

@@ -255,10 +255,10 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         c = self.config
         eval_path = self.out / "eval.json"
+        results = read_results(eval_path)  # before config.yaml is written: a refusal changes nothing
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             io.atomic_write_text(self.out / "config.yaml", dump_yaml({**c, "out": str(self.out)}))
-        results = read_results(eval_path)
 
         def save_results() -> None:  # after each evaluation: a kill keeps every result so far
             if self.main:
@@ -302,7 +302,8 @@ class Trainer:
                                           title=f"held-out {names} ({c['eval_samples']} samples)"))
             from perception_r1.evaluate.report import write_report
 
-            console.print(f"report: {write_report(self.out)}")
+            data = [c["data"]] if c["data"] and Path(str(c["data"])).exists() else []  # a hub name is no directory
+            console.print(f"report: {write_report(self.out, data)}")
             console.print(f"run directory: {self.out}")
         return results
 
@@ -321,12 +322,13 @@ class Trainer:
             model = self.accelerator.unwrap_model(self.model)
             try:
                 state = checkpoint.load(latest, model, self.optimizer, adapter=self.policy.peft)
-            except (ValueError, OSError, KeyError) as exc:
+            except (ValueError, OSError, KeyError, TypeError) as exc:
                 raise UserError(f"--resume: {exc}") from exc
             self.step = state["step"]
         # drop log lines written after the last checkpoint (or all, if the kill came before the first one):
         # those steps run again; a torn last line and interrupted checkpoint writes are what a kill leaves
         if self.main:
+            read_results(self.out / "eval.json")  # checked before any log is repaired: a refusal changes nothing
             rundir.repair_logs(self.out, self.step)
             rundir.remove_partial_checkpoints(self.out / "checkpoints")
         console.print(f"resumed from {latest or 'the start (no checkpoint yet)'} (step {self.step})")
