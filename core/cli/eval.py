@@ -37,13 +37,13 @@ def write_eval_dir(
     paper = paper_results.lookup(task, benchmark)
     summary: dict[str, Any] = {
         "task": task.name, "model": model or "embedded tiny model", "data": source, "benchmark": benchmark,
-        "samples": len(records), "metrics": metrics, "data_dir": data_dir,  # the report embeds images from there
+        "samples": len(records), "metrics": metrics, "data_dir": data_dir,  # `report DIR --data <it>` embeds its images again
         "paper": {k: {"base": b, "perception_r1": r} for k, (b, r) in paper.items()},
     }
     if headroom:
         summary["headroom"] = headroom
     io.atomic_write_text(out / METRICS, json.dumps(summary, indent=2))
-    write_report(out)
+    write_report(out, [data_dir] if data_dir else [])  # the gallery may read the evaluated data's images
 
 
 def state_coords(task: Task, records: list[dict[str, Any]], space: str, origin: str) -> None:
