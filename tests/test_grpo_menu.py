@@ -214,3 +214,74 @@ def test_the_console_says_when_updates_are_skipped_or_groups_are_flat():
     status = step_status({"reward": 0.0, "kl": 0.0, "zero_std_groups": 1.0, "update_skipped": True})
     assert status == "reward 0.000  kl 0.0000  flat groups 100%  update skipped"
     assert "skipped" not in step_status({"reward": 0.5, "kl": 0.1, "zero_std_groups": 0.25, "update_skipped": False})
+
+
+class _Toy(torch.nn.Module):
+    """A policy whose every token's logit is one shared parameter vector: log-probs by indexing."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4]))
+
+    def token_logprobs(self, rollout, model=None, temperature=1.0):
+        return torch.log_softmax(self.w / temperature, -1)[rollout.completion_ids]
+
+
+def _trainer(config):
+    from contextlib import nullcontext
+    from functools import partial
+
+    from perception_r1.train.trainer import Trainer
+
+    toy = _Toy()
+    accelerator = SimpleNamespace(backward=lambda loss: loss.backward(), no_sync=lambda model: nullcontext(),
+                                  clip_grad_norm_=torch.nn.utils.clip_grad_norm_, gather=lambda t: t, device="cpu")
+    full = {**cfg.resolve(), "beta": 0.0, "max_new_tokens": 3, **config}
+    stub = SimpleNamespace(config=full, policy=toy, model=toy, optimizer=torch.optim.SGD(toy.parameters(), lr=1.0),
+                           accelerator=accelerator, reference=None)
+    stub._ref_logprobs = partial(Trainer._ref_logprobs, stub)
+    stub._nothing_to_learn = partial(Trainer._nothing_to_learn, stub)
+    return toy, partial(Trainer.update, stub)
+
+
+def _rollout_draw(ids, mask, keep=None):
+    rollout = SimpleNamespace(completion_ids=torch.tensor(ids), completion_mask=torch.tensor(mask), truncated=None,
+                              sampler_logprobs=None)
+    return Draw([None] * len(ids), rollout, torch.zeros(len(ids)), {}, None if keep is None else torch.tensor(keep))
+
+
+@pytest.mark.parametrize("how", ["grpo", "dapo", "dr_grpo"])
+def test_an_update_over_two_draws_equals_one_over_their_kept_rows(how):
+    """Dynamic sampling's parts, each a forward and backward of its own, give the step the kept rows' gradient."""
+    ids = [[0, 1, 2], [3, 4, 0], [2, 2, 1], [4, 0, 3]]
+    mask = [[1.0, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]]
+    adv = torch.tensor([0.8, -0.8, 1.1, -1.1])
+    toy, update = _trainer({"loss_aggregation": how})
+    update([_rollout_draw(ids, mask)], [adv])
+    whole = toy.w.detach().clone()
+    junk_ids, junk_mask = [[1, 1, 1], [2, 3, 4], [0, 0, 0]], [[1.0, 1, 1], [1, 1, 0], [1, 0, 0]]  # dropped rows
+    a = _rollout_draw(ids[:2] + junk_ids[:1], mask[:2] + junk_mask[:1], [True, True, False])  # parts of unequal
+    b = _rollout_draw(junk_ids + ids[2:], junk_mask + mask[2:], [False, False, False, True, True])  # sizes
+    toy, update = _trainer({"loss_aggregation": how})
+    metrics = update([a, b], [torch.cat([adv[:2], torch.zeros(1)]), torch.cat([torch.zeros(3), adv[2:]])])
+    assert torch.allclose(toy.w.detach(), whole, rtol=1e-6, atol=1e-7) and not metrics["update_skipped"]
+
+
+def test_later_passes_divide_by_the_first_passs_log_probs():
+    """updates_per_batch=2: the second pass's loss is the surrogate at the once-updated weights against the
+    log-probs the rollout had before any update (not against themselves: that ratio would be 1)."""
+    ids, mask, adv = [[0, 1, 2], [3, 4, 0]], [[1.0, 1, 1], [1, 1, 0]], torch.tensor([1.0, -1.0])
+    toy, update = _trainer({"updates_per_batch": 2, "clip_eps": 0.05})
+    draw = _rollout_draw(ids, mask)
+    old = toy.token_logprobs(draw.rollout).detach()
+    twin = _Toy()  # one SGD step (lr 1, gradient clipped to norm 1) by hand
+    loss, _ = grpo_loss(twin.token_logprobs(draw.rollout), old, None, adv, torch.tensor(mask), clip_eps=0.05, beta=0.0)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(twin.parameters(), 1.0)
+    with torch.no_grad():
+        twin.w -= twin.w.grad
+    second, stats = grpo_loss(twin.token_logprobs(draw.rollout), old, None, adv, torch.tensor(mask), clip_eps=0.05,
+                              beta=0.0)
+    metrics = update([draw], [adv])
+    assert metrics["loss"] == pytest.approx(second.item(), rel=1e-6)
+    assert metrics["clip_fraction"] == pytest.approx(stats["clip_fraction"]) and stats["clip_fraction"] > 0
