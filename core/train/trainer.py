@@ -232,11 +232,12 @@ class Trainer:
                 last = i == len(parts) - 1  # DDP: one gradient all-reduce per pass, after the last part
                 with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
                     logprobs = self.policy.token_logprobs(d.rollout, model=self.model, temperature=c["temperature"])
-                    if olds[i] is None:  # rollouts come from the current weights: ratio 1 on the first update
-                        olds[i] = old = logprobs.detach()
+                    old = olds[i]
+                    if old is None:  # rollouts come from the current weights: ratio 1 on the first update
+                        old = olds[i] = logprobs.detach()
                         weights[i] = token_weights(d, old, mask, c["sampler_correction_cap"])
                     loss, stats = grpo_loss(
-                        logprobs, olds[i], refs[i], adv, mask, clip_eps=low, beta=c["beta"],
+                        logprobs, old, refs[i], adv, mask, clip_eps=low, beta=c["beta"],
                         how=c["loss_aggregation"], max_tokens=c["max_new_tokens"], clip_eps_high=high,
                         level=c["importance_sampling_level"], token_weights=weights[i], rows=rows, tokens=tokens,
                     )
