@@ -125,8 +125,11 @@ def test_a_tasks_small_model_defaults_fill_only_what_the_user_did_not_set(tmp_pa
     overrides = {"learning_rate": 3e-5, "seed": None}
     config, given = cfg.resolve(path, overrides), cfg.explicit_keys(cfg.read_config_file(path), overrides)
     assert given == {"steps", "learning_rate"}
-    assert cfg.apply_task_defaults(config, [task], given, 2_500_000) == ["temperature", "max_new_tokens"]
+    # the task's own keys, and the small-model settings for any task (SMALL_TASK_DEFAULTS) for the rest
+    assert sorted(cfg.apply_task_defaults(config, [task], given, 2_500_000)) == sorted(
+        ["temperature", "max_new_tokens", "prompts_per_step", "eval_samples", "eval_batch_size"])
     assert (config["steps"], config["temperature"], config["max_new_tokens"], config["learning_rate"]) == (7, 0.7, 16, 3e-5)
+    assert (config["prompts_per_step"], config["eval_samples"]) == (8, 256)
     big = cfg.resolve()
     assert cfg.apply_task_defaults(big, [task], set(), 2_000_000_000) == [] and big["temperature"] == 1.0  # real models: paper
     assert cfg.apply_task_defaults(cfg.resolve(), [task, task], set(), 2_500_000) == []  # a task mix: the shared defaults

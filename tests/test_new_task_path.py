@@ -37,4 +37,4 @@ def test_template_task_goes_through_sft_then_run_and_improves(plugin_dir, tmp_pa
     assert "lr 0.0001 (default for a model of 2.5M parameters" in run.stdout + run.stderr  # not the paper's 1e-6
     results = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert results["before"]["parse_rate"] == 1.0  # SFT taught the answer format
-    assert results["after"]["mean_reward"] > results["before"]["mean_reward"] + 0.1  # measured 0.30 -> 0.75
+    assert results["after"]["mean_reward"] > results["before"]["mean_reward"] + 0.1  # measured 0.30 -> 0.89 (0.75 at temperature 1.0, 4 prompts)

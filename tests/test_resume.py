@@ -50,9 +50,10 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
     return load_file(out / "checkpoints" / f"step-{STEPS}" / "model.safetensors")
 
 
-def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, small_model):
+@pytest.mark.parametrize("menu", ["", "recipe: dapo  # dynamic sampling draws more prompts: still a pure function of the step\n"])
+def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, small_model, menu):
     config = tmp_path / "run.yaml"
-    config.write_text(CONFIG)
+    config.write_text(CONFIG + menu)
     env = {**os.environ, "PYTHONHASHSEED": "0"}
 
     straight = tmp_path / "straight"
@@ -83,6 +84,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, small_model):
     assert resumed.returncode == 0, resumed.stderr
     assert not (killed / "run.lock").exists() and not list((killed / "checkpoints").glob(".tmp-step-*"))
     assert _metrics(killed) == _metrics(straight), f"killed after step {kill_after}"
+    assert not menu or all(row["sampling_tries"] >= 1 for row in _metrics(straight))
     a, b = _weights(straight), _weights(killed)
     first = load_file(straight / "checkpoints" / "step-1" / "model.safetensors")
     assert any(not torch.equal(a[k], first[k]) for k in a), "training did not change the weights"

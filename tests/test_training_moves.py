@@ -73,7 +73,10 @@ def test_no_reward_difference_means_no_update(tmp_path, plugin_dir, small_model)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all(r["zero_std_groups"] == 1.0 and r["update_skipped"] for r in rows)
-    assert "GRPO has nothing to learn from" in " ".join((result.stdout + result.stderr).split())  # told why
+    console = " ".join((result.stdout + result.stderr).split())
+    assert "5 of 5 updates skipped" in console and "100% of groups had all-equal rewards" in console  # told why
+    assert "dynamic_sampling=true" in console and "temperature" in console  # and what to try
+    assert "flat groups 100% update skipped" in console  # on every step's line too
     assert all(r["kl"] == pytest.approx(0.0, abs=1e-6) for r in rows)
     start = Policy.load(small_model).model.state_dict()
     end = load_file(out / "checkpoints" / "step-5" / "model.safetensors")

@@ -62,6 +62,8 @@ class Rollout:
     num_generations: int = 1
     # (N, T) log-probs of the sampled tokens under the sampling distribution, when asked for
     sampler_logprobs: torch.Tensor | None = None
+    # (N,) bool: rows that used all of max_new_tokens without an end-of-turn token (cut off, not finished)
+    truncated: torch.Tensor | None = None
 
     @property
     def num_prompts(self) -> int:
@@ -303,7 +305,9 @@ class Policy:
                 scores = scores.repeat_interleave(num_generations // expand, dim=0)
             sampler_logprobs = scores.log_softmax(-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
             sampler_logprobs = sampler_logprobs * mask
-        return Rollout(inputs, completion_ids, mask, self.decode(completion_ids, mask), num_generations, sampler_logprobs)
+        truncated = truncated_rows(completion_ids, self.eos_ids, max_new_tokens)
+        return Rollout(inputs, completion_ids, mask, self.decode(completion_ids, mask), num_generations, sampler_logprobs,
+                       truncated)
 
     def _group_rows(self, inputs: dict[str, torch.Tensor], prompts, images, g: int) -> dict[str, torch.Tensor]:
         """``inputs`` (one row per prompt) as G rows per prompt; without fast paths each row has its own image."""
@@ -468,6 +472,16 @@ def completion_mask(completion_ids: torch.Tensor, eos_ids: Sequence[int]) -> tor
     # number of EOS strictly before position j; keep positions with none before them
     before = is_eos.long().cumsum(1) - is_eos.long()
     return (before == 0).float()
+
+
+def truncated_rows(completion_ids: torch.Tensor, eos_ids: Sequence[int], max_new_tokens: int) -> torch.Tensor:
+    """(N,) bool: rows without any EOS that filled the whole ``max_new_tokens`` budget (the answer was cut off).
+
+    generate stops before the budget only once every row has ended, so a shorter batch has none cut off."""
+    if completion_ids.shape[1] < max_new_tokens:
+        return torch.zeros(completion_ids.shape[0], dtype=torch.bool, device=completion_ids.device)
+    is_eos = torch.isin(completion_ids, torch.tensor(list(eos_ids), device=completion_ids.device))
+    return ~is_eos.any(dim=1)
 
 
 def _repeat_rows(inputs: dict[str, Any], g: int) -> dict[str, Any]:

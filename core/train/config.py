@@ -17,6 +17,7 @@ from perception_r1.contract import Task, task_names, template_problem
 from perception_r1.data.io import MAX_CONFIG_BYTES, load_yaml
 from perception_r1.errors import UserError
 from perception_r1.registry import Registry
+from perception_r1.train.presets import apply_recipe, recipe_keys, recipe_name
 
 # Paper defaults where the paper gives one (G=8, beta=0.04, clip 0.2, temperature 1.0); sizes scaled so the
 # embedded tiny default trains in minutes on two CPU cores. The default task is the run-config schema's
@@ -44,6 +45,15 @@ DEFAULTS: dict[str, Any] = {
     "loss_aggregation": "grpo",
     "scale_rewards": True,
     "updates_per_batch": 1,
+    # the RL menu (README "The RL menu"): every item off by default, so a default run is what it was
+    "recipe": None,
+    "clip_eps_low": None,
+    "clip_eps_high": None,
+    "importance_sampling_level": "token",
+    "mask_truncated_completions": False,
+    "dynamic_sampling": False,
+    "dynamic_sampling_max_tries": 4,
+    "sampler_correction_cap": None,
     "rewards": {},
     "eval_samples": 64,
     "eval_batch_size": 16,
@@ -60,6 +70,11 @@ PAPER_MAX_NEW_TOKENS = 768  # grounding and counting in the paper (2048 for dete
 TINY_MAX_NEW_TOKENS = 160  # the tiny model's longest answers (detection) fit
 #: a model with fewer parameters gets the small-model defaults (the embedded base, or SFT made from it)
 SMALL_MODEL_PARAMS = 100_000_000
+#: a single task on a small model, when the task sets none of its own (``tiny_run_defaults``): the settings
+#: under which all four built-in tasks improved the embedded base (``perception_r1.tasks.tiny_rl``; at the
+#: paper's temperature 1.0 every one got worse, and 4 prompts a step or 64 held-out samples are noise)
+SMALL_TASK_DEFAULTS: dict[str, Any] = {"temperature": 0.7, "prompts_per_step": 8, "eval_samples": 256,
+                                       "eval_batch_size": 32}
 
 
 def model_defaults(num_params: int) -> dict[str, Any]:
@@ -93,16 +108,22 @@ def fill_model_defaults(config: dict[str, Any], num_params: int) -> list[str]:
 
 
 def explicit_keys(from_file: dict[str, Any] | None, overrides: dict[str, Any] | None) -> set[str]:
-    """The keys a user set: those of the config file's mapping and the flags given (None = not given)."""
-    return set(from_file or {}) | {k for k, v in (overrides or {}).items() if v is not None}
+    """The keys a user set: those of the config file's mapping and the flags given (None = not given), and the
+    keys of the recipe they named (``--set recipe=dapo`` chooses those settings as much as setting them)."""
+    given = set(from_file or {}) | {k for k, v in (overrides or {}).items() if v is not None}
+    try:
+        return given | set(recipe_keys(recipe_name(from_file, overrides)))
+    except ValueError:  # an unknown recipe: resolve reports it, naming the key
+        return given
 
 
 def apply_task_defaults(config: dict[str, Any], tasks: Sequence[Any], given: set[str], num_params: int) -> list[str]:
     """A single-task run of a small model takes the task's ``tiny_run_defaults`` for every key the user did
-    not set (the settings under which that task's RL improves the embedded base); returns the keys applied."""
+    not set (the settings under which that task's RL improves the embedded base), and
+    :data:`SMALL_TASK_DEFAULTS` for the keys the task does not set either; returns the keys applied."""
     if num_params >= SMALL_MODEL_PARAMS or len(tasks) != 1:
         return []
-    defaults = dict(getattr(tasks[0], "tiny_run_defaults", {}) or {})
+    defaults = {**SMALL_TASK_DEFAULTS, **(getattr(tasks[0], "tiny_run_defaults", {}) or {})}
     applied = [k for k in defaults if k not in given]
     config.update({k: defaults[k] for k in applied})
     validate(config, source=f"task '{tasks[0].name}' tiny_run_defaults")
@@ -215,6 +236,8 @@ def resolve(file: str | Path | None = None, overrides: dict[str, Any] | None = N
 
         config["task"] = get_registry().default_task()
     validate(config)
+    given = set(from_file or {} if file is not None else {}) | {k for k, v in (overrides or {}).items() if v is not None}
+    apply_recipe(config, given)  # the user's own keys win over the recipe's
     return config  # learning_rate / max_new_tokens may stay null: fill_model_defaults, once the model is known
 
 

@@ -44,7 +44,9 @@ def plan_run(config: Mapping[str, Any], registry: Registry, given: Set[str] | No
     num_params = count_parameters(resolved["model"]) or 0
     if given is None:
         given = {k for k, v in resolved.items() if v != DEFAULTS.get(k)}
-    from_task = apply_task_defaults(resolved, tasks, set(resolved) if resume else set(given), num_params)
-    by_size = fill_model_defaults(resolved, num_params)
+    applied = apply_task_defaults(resolved, tasks, set(resolved) if resume else set(given), num_params)
+    own = dict(getattr(tasks[0], "tiny_run_defaults", {}) or {}) if applied else {}
+    from_task = [k for k in applied if k in own]  # the rest: the small-model settings for any task
+    by_size = [k for k in applied if k not in own] + fill_model_defaults(resolved, num_params)
     return RunPlan(MappingProxyType(resolved), tuple(tasks), tuple(rewards), num_params, tuple(by_size),
                    tuple(from_task))

@@ -71,13 +71,15 @@ def group_records(samples: Sequence[dict[str, Any]], tasks: Sequence[Task], grou
     return records
 
 
-def rollout(policy: Policy, records: list[Record], group_size: int, max_new_tokens: int, temperature: float) -> Rollout:
-    """Sample G completions per prompt (no gradients) and write them into the records; returns the rollout."""
+def rollout(policy: Policy, records: list[Record], group_size: int, max_new_tokens: int, temperature: float,
+            logprobs: bool = False) -> Rollout:
+    """Sample G completions per prompt (no gradients) and write them into the records; returns the rollout
+    (with the sampler's own token log-probs when ``logprobs``: the sampler correction reads them)."""
     firsts = records[::group_size]  # (P,) one record per prompt
     with torch.no_grad():
         result = policy.generate(
             [r.prompt for r in firsts], [r.sample["image"] for r in firsts], num_generations=group_size,
-            max_new_tokens=max_new_tokens, temperature=temperature,
+            max_new_tokens=max_new_tokens, temperature=temperature, return_logprobs=logprobs,
         )
     for record, text in zip(records, result.texts, strict=True):
         record.completion = text

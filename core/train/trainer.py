@@ -31,11 +31,12 @@ from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.model.lora import adapter_off
 from perception_r1.train import checkpoint, rundir
 from perception_r1.train.config import dump_yaml, use_threads
+from perception_r1.train.advice import signal_warning, step_status
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
-from perception_r1.train.optim import gradients
 from perception_r1.train.plan import RunPlan
 from perception_r1.train.rewards import component_means, describe
-from perception_r1.train.step import Record, assign_advantages, group_records, reward_records, rollout
+from perception_r1.train.sampling import Draw, draw_until_spread, kept_advantages, loss_mask, token_weights
+from perception_r1.train.step import Record, group_records, reward_records, rollout
 
 if TYPE_CHECKING:
     from perception_r1.model.policy import Rollout
@@ -74,8 +75,17 @@ def read_results(path: Path) -> dict[str, Any]:
 
 #: below this KL (nats per token) the policy counts as equal to the reference (float noise is ~1e-8)
 IDLE_KL = 1e-6
-#: consecutive steps without any reward difference in any group before the run warns about it
+#: steps the console's warnings look back over (and the least number of steps between two warnings)
 NO_SIGNAL_WARNING = 5
+
+
+def _mean_stats(parts: list[tuple[dict[str, float], float]]) -> dict[str, float]:
+    """kl and clip_fraction over several parts, weighted by their token counts (one part: its own numbers)."""
+    if len(parts) == 1:
+        stats = parts[0][0]
+        return {"kl": stats.get("kl", 0.0), "clip_fraction": stats["clip_fraction"]}
+    total = max(sum(n for _, n in parts), 1.0)
+    return {key: sum(s.get(key, 0.0) * n for s, n in parts) / total for key in ("kl", "clip_fraction")}
 
 
 class Trainer:
@@ -141,9 +151,12 @@ class Trainer:
         rng = random.Random(seed)
         return [dict(rng.choice(pool)) for _ in range(n)]
 
-    def batch_for(self, step: int) -> list[Record]:
-        """A step's N = P * G records: a pure function of (seed, step, rank), so a resumed run sees the same data."""
+    def batch_for(self, step: int, attempt: int = 0) -> list[Record]:
+        """A step's N = P * G records: a pure function of (seed, step, rank, attempt), so a resumed run sees the
+        same data; ``attempt`` > 0: dynamic sampling's further draws."""
         seed = (self.config["seed"] * 1_000_003 + step) * 64 + self.rank
+        if attempt:
+            seed = (seed << 8) + attempt  # attempt < 256 (the schema caps tries at 64)
         tasks = round_robin(self.tasks, self.config["prompts_per_step"], step)
         samples = draw_for(tasks, lambda task, n: self.samples(task, "train", n, seed))
         prepared = [prepare_sample(s, self.policy, task) for s, task in zip(samples, tasks, strict=True)]
@@ -157,51 +170,91 @@ class Trainer:
         """batch -> rollout -> score -> advantages -> update; returns the step's metrics and its log rows."""
         c, G = self.config, self.config["group_size"]
         t0 = time.perf_counter()
-        records = self.batch_for(step)  # (N = P * G), groups contiguous
-        self.model.eval()
-        rolled = rollout(self.policy, records, G, c["max_new_tokens"], c["temperature"])
-        self.model.train()
-        t_gen = time.perf_counter()
-        rewards, components = reward_records(self.rewards, records)  # (N,)
-        advantages = assign_advantages(records, rewards, G, c["scale_rewards"])  # (N,)
-        update = self.update(rolled, advantages)
+        timing = {"generation": 0.0}
+        if c["dynamic_sampling"]:
+            draws, counts = draw_until_spread(functools.partial(self.draw, step, timing=timing),
+                                              c["prompts_per_step"], G, c["dynamic_sampling_max_tries"])
+        else:
+            draws, counts = [self.draw(step, 0, timing)], {}
+        advantages = kept_advantages(draws, G, c["scale_rewards"])  # (N,) per draw
+        update = self.update(draws, advantages)
+        first = draws[0]  # the reward metrics read the step's first draw: the prompts any run would see
+        records = [r for d in draws for r in d.records]
         metrics = {
-            "step": step + 1, **update, **self._reward_metrics(rewards, components),
-            "completion_length": rolled.completion_mask.float().sum(dim=1).mean().item(),
-            "seconds": time.perf_counter() - t0, "generation_seconds": t_gen - t0,
+            "step": step + 1, **update, **self._reward_metrics(first.rewards, first.components), **counts,
+            "completion_length": first.rollout.completion_mask.float().sum(dim=1).mean().item(),
+            "seconds": time.perf_counter() - t0, "generation_seconds": timing["generation"],
             "processes": self.accelerator.num_processes,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
         }
         logged = [r.log_row(step + 1) for r in records] if step % c["log_completions_every"] == 0 else []
         return metrics, logged
 
-    def update(self, rolled: Rollout, advantages: torch.Tensor) -> dict[str, Any]:
-        """``updates_per_batch`` clipped-surrogate steps on one rollout (k3 KL to the reference when beta > 0)."""
+    def draw(self, step: int, attempt: int, timing: dict[str, float]) -> Draw:
+        """One draw of the step: batch -> rollout -> score."""
+        c, G = self.config, self.config["group_size"]
+        records = self.batch_for(step, attempt)  # (N = P * G), groups contiguous
+        t0 = time.perf_counter()
+        self.model.eval()
+        rolled = rollout(self.policy, records, G, c["max_new_tokens"], c["temperature"],
+                         logprobs=c["sampler_correction_cap"] is not None)
+        self.model.train()
+        timing["generation"] += time.perf_counter() - t0
+        rewards, components = reward_records(self.rewards, records)  # (N,)
+        return Draw(records, rolled, rewards, components)
+
+    def _ref_logprobs(self, rolled: Rollout) -> torch.Tensor | None:
+        if self.config["beta"] <= 0:  # beta 0: no reference forward at all
+            return None
+        reference = self.reference if self.reference is not None else self.policy.model
+        with torch.no_grad(), adapter_off(self.policy):
+            return self.policy.token_logprobs(rolled, model=reference, temperature=self.config["temperature"])
+
+    def update(self, draws: list[Draw], advantages: list[torch.Tensor]) -> dict[str, Any]:
+        """``updates_per_batch`` clipped-surrogate steps on the step's rollouts (k3 KL to the reference when
+        beta > 0). The first pass's log-probs are the old ones every later pass's ratio divides by. Several
+        draws (dynamic sampling) add their parts' gradients before one optimizer step."""
         c = self.config
-        mask = rolled.completion_mask.float()  # (N, T)
-        ref_logprobs = None
-        if c["beta"] > 0:  # beta 0: no reference forward at all
-            reference = self.reference if self.reference is not None else self.policy.model
-            with torch.no_grad(), adapter_off(self.policy):
-                ref_logprobs = self.policy.token_logprobs(rolled, model=reference, temperature=c["temperature"])
-        old_logprobs = None
+        parts = [(d, a, loss_mask(d, c["mask_truncated_completions"])) for d, a in zip(draws, advantages, strict=True)
+                 if d.kept().any()]
+        whole = len(parts) == 1 and draws[0].keep is None  # one draw, every row: the parts are the batch
+        rows = None if whole else sum(int(d.kept().sum()) for d, _, _ in parts)
+        tokens = None if whole else sum(m.sum().item() for _, _, m in parts)
+        refs = [self._ref_logprobs(d.rollout) for d, _, _ in parts]
+        olds: list[torch.Tensor | None] = [None] * len(parts)
+        weights: list[torch.Tensor | None] = [None] * len(parts)
+        signal = torch.cat([a for _, a, _ in parts])
+        low = c["clip_eps"] if c["clip_eps_low"] is None else c["clip_eps_low"]
+        high = c["clip_eps_high"] if c["clip_eps_high"] is not None else None if c["clip_eps_low"] is None else c["clip_eps"]
         for _ in range(c["updates_per_batch"]):
-            logprobs = self.policy.token_logprobs(rolled, model=self.model, temperature=c["temperature"])  # (N, T)
-            if old_logprobs is None:  # rollouts come from the current weights: ratio 1 on the first update
-                old_logprobs = logprobs.detach()
-            loss, stats = grpo_loss(
-                logprobs, old_logprobs, ref_logprobs, advantages, mask,
-                clip_eps=c["clip_eps"], beta=c["beta"], how=c["loss_aggregation"], max_tokens=c["max_new_tokens"],
-            )
-            idle = self._nothing_to_learn(advantages, stats.get("kl", 0.0))  # every rank decides the same
-            if idle:  # decided before the backward: a skipped update costs no backward pass
-                grad_norm = 0.0
+            losses, all_stats, idle = [], [], False
+            for i, (d, adv, mask) in enumerate(parts):
+                last = i == len(parts) - 1  # DDP: one gradient all-reduce per pass, after the last part
+                with contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+                    logprobs = self.policy.token_logprobs(d.rollout, model=self.model, temperature=c["temperature"])
+                    old = olds[i]
+                    if old is None:  # rollouts come from the current weights: ratio 1 on the first update
+                        old = olds[i] = logprobs.detach()
+                        weights[i] = token_weights(d, old, mask, c["sampler_correction_cap"])
+                    loss, stats = grpo_loss(
+                        logprobs, old, refs[i], adv, mask, clip_eps=low, beta=c["beta"],
+                        how=c["loss_aggregation"], max_tokens=c["max_new_tokens"], clip_eps_high=high,
+                        level=c["importance_sampling_level"], token_weights=weights[i], rows=rows, tokens=tokens,
+                    )
+                    if i == 0:  # every rank decides the same, before any backward: a skipped update costs none
+                        idle = self._nothing_to_learn(signal, stats.get("kl", 0.0))
+                        if idle:
+                            break
+                        self.optimizer.zero_grad(set_to_none=True)
+                    self.accelerator.backward(loss)
+                losses.append(loss.item())
+                all_stats.append((stats, mask.sum().item()))
+            if idle:
+                grad_norm, losses, all_stats = 0.0, [loss.item()], [(stats, 1.0)]
                 continue
-            grad_norm = gradients(loss, self.optimizer, list(self.model.parameters()), clip=1.0,
-                                  backward=self.accelerator.backward, clip_fn=self.accelerator.clip_grad_norm_)
+            grad_norm = float(self.accelerator.clip_grad_norm_(list(self.model.parameters()), 1.0))
             self.optimizer.step()
-        return {"loss": loss.item(), "kl": stats.get("kl", 0.0), "clip_fraction": stats["clip_fraction"],
-                "grad_norm": grad_norm, "update_skipped": idle}
+        return {"loss": sum(losses), **_mean_stats(all_stats), "grad_norm": grad_norm, "update_skipped": idle}
 
     def _reward_metrics(self, rewards: torch.Tensor, components: dict[str, list[float | None]]) -> dict[str, Any]:
         all_rewards = self.accelerator.gather(rewards)
@@ -268,23 +321,20 @@ class Trainer:
             results["before"] = self.evaluate("before")
             save_results()
         names = ",".join(t.name for t in self.tasks)
-        flat_steps = 0  # consecutive steps where every group's rollouts got equal rewards
+        recent: list[dict[str, Any]] = []  # the last steps' metrics, for the console's warnings
         with progress() as bar:
             tid = bar.add_task(f"GRPO {names}", total=c["steps"], completed=self.step, status="")
             while self.step < c["steps"]:
                 metrics, rows = self.train_step(self.step)
                 self.step += 1
-                flat_steps = flat_steps + 1 if metrics["zero_std_groups"] == 1.0 else 0
-                if flat_steps == NO_SIGNAL_WARNING and self.main:
-                    console.print(
-                        f"warning: for {flat_steps} steps every group's rollouts got equal rewards, so GRPO has "
-                        f"nothing to learn from (can the model answer in this task's format? see completions.jsonl)"
-                    )
+                recent = (recent + [metrics])[-NO_SIGNAL_WARNING:]
+                if self.main and (warning := signal_warning(recent, c, every=NO_SIGNAL_WARNING)):
+                    console.print(warning, highlight=False, markup=False, soft_wrap=True)
                 if self.main:
                     io.append_jsonl(self.out / "metrics.jsonl", metrics)
                     for row in rows:
                         io.append_jsonl(self.out / "completions.jsonl", row)
-                    status = f"reward {metrics['reward']:.3f}  kl {metrics['kl']:.4f}"
+                    status = step_status(metrics)
                     bar.update(tid, advance=1, status=status)
                     if not bar.live.is_started or not console.is_terminal:
                         console.print(f"step {self.step}/{c['steps']}  {status}  {metrics['seconds']:.2f}s/step")
