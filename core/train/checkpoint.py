@@ -51,11 +51,12 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: dict,
          adapter: Any = None, weights: dict[str, torch.Tensor] | None = None,
-         optimizer_state: dict[str, Any] | None = None) -> Path:
+         optimizer_state: dict[str, Any] | None = None, rng_states: list[torch.Tensor] | None = None) -> Path:
     """``adapter`` (a ``PeftModel``): the checkpoint holds the LoRA adapter only, not the frozen base weights.
 
     ``weights`` / ``optimizer_state``: the whole state when ``model`` / ``optimizer`` hold shards of it
-    (:mod:`perception_r1.train.sharded_state`); default: their own ``state_dict()``."""
+    (:mod:`perception_r1.train.sharded_state`); default: their own ``state_dict()``. ``rng_states``: every
+    process's torch RNG state, by rank (each samples its own rollouts); default: this process's."""
     directory = Path(directory)
     final = directory / f"step-{step}"
     tmp = directory / f".tmp-step-{step}-{os.getpid()}"
@@ -70,7 +71,8 @@ def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.op
         save_file(_dedupe_shared(weights), tmp / "model.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict() if optimizer_state is None else optimizer_state)
     save_file(opt_tensors, tmp / "optimizer.safetensors")
-    save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
+    rngs = rng_states or [torch.get_rng_state()]
+    save_file({"torch_rng": rngs[0], **{f"torch_rng.{r}": t for r, t in enumerate(rngs) if r}}, tmp / "rng.safetensors")
     state = {"step": step, "optimizer": opt_meta, "python_rng": _py_rng_to_json(random.getstate()), **extra}
     (tmp / STATE).write_text(json.dumps(state))
     for path in tmp.iterdir():  # make the files durable before the rename publishes them
@@ -105,7 +107,7 @@ def latest(directory: Path) -> Path | None:
 
 def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, adapter: Any = None,
          weights_into: Callable[[dict], None] | None = None,
-         optimizer_into: Callable[[dict], None] | None = None) -> dict[str, Any]:
+         optimizer_into: Callable[[dict], None] | None = None, rank: int = 0) -> dict[str, Any]:
     """Restore weights (or the LoRA ``adapter``'s), optimizer and RNG state in place; returns the saved state.
 
     ``weights_into`` / ``optimizer_into``: how a sharded model or optimizer takes the whole saved state
@@ -129,7 +131,8 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | 
     if optimizer is not None:
         saved = _unflatten_optimizer(_read_safetensors(path / "optimizer.safetensors"), state["optimizer"])
         (optimizer_into or optimizer.load_state_dict)(saved)
-    torch.set_rng_state(_read_safetensors(path / "rng.safetensors")["torch_rng"])
+    rngs = _read_safetensors(path / "rng.safetensors")
+    torch.set_rng_state(rngs.get(f"torch_rng.{rank}", rngs["torch_rng"]))  # this process's own, when saved
     version, internal, gauss = state["python_rng"]
     random.setstate((version, tuple(internal), gauss))
     return state

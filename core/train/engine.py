@@ -174,18 +174,21 @@ def _fsdp2_unsharded(model: torch.nn.Module) -> Iterator[None]:
 
 
 def _zero3_gathered(model: torch.nn.Module) -> Iterator[None]:
-    """ZeRO-3: gather every parameter once and lift DeepSpeed's per-module fetch hooks meanwhile (what TRL's
-    ``unwrap_model_for_generation`` does); without it each token fetches each layer again."""
+    """ZeRO-3: gather every parameter once and lift DeepSpeed's per-module fetch hooks meanwhile, as TRL's
+    ``unwrap_model_for_generation`` does (``remove_hooks`` / ``add_hooks``); without it each token fetches each
+    layer again. Not run here: accelerate does not drive DeepSpeed on CPU (README, "Multi-GPU")."""
     import deepspeed
 
-    engine_module = model
-    optimizer = getattr(engine_module, "optimizer", None)
+    offload = getattr(getattr(model, "optimizer", None), "parameter_offload", None)  # model: the DeepSpeedEngine
     with deepspeed.zero.GatheredParameters(list(model.parameters())):
-        coordinator = getattr(optimizer, "parameter_offload", None)
-        if coordinator is not None:
-            coordinator._remove_module_hooks()  # DeepSpeed's own switch (TRL: remove_hooks)
+        if offload is not None:
+            for param in offload.module.parameters(recurse=True):
+                param.ds_active_sub_modules.clear()
+            for hook in offload.forward_hooks + offload.backward_hooks:
+                hook.remove()
+            offload.forward_hooks, offload.backward_hooks = [], []
         try:
             yield
         finally:
-            if coordinator is not None:
-                coordinator._register_deepspeed_module(coordinator.module)
+            if offload is not None:
+                offload._register_deepspeed_module(offload.module)

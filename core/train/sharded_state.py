@@ -20,10 +20,10 @@ PEFT_PREFIX = "base_model.model."  # how a PeftModel names the model it wraps
 ADAPTER_NAME = "default"
 
 
-def _options(**kwargs: bool) -> Any:
+def _options(cpu_offload: bool = False, strict: bool = True) -> Any:
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(full_state_dict=True, **kwargs)
+    return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload, strict=strict)
 
 
 def full_weights(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -32,7 +32,7 @@ def full_weights(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.Te
     if engine.fsdp:
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-        return get_model_state_dict(model, options=_options(cpu_offload=True))
+        return dict(get_model_state_dict(model, options=_options(cpu_offload=True)))  # type: ignore[arg-type]
     if engine.deepspeed:
         return accelerator.get_state_dict(model)  # ZeRO-3 gathers the 16-bit weights (zero3_save_16bit_model)
     return accelerator.unwrap_model(model).state_dict()
@@ -71,7 +71,7 @@ def weights_loader(accelerator: Any, model: torch.nn.Module, adapter: bool) -> C
     def load(weights: dict[str, torch.Tensor]) -> None:
         if adapter:
             weights = adapter_to_model(weights, list(model.state_dict()))
-        result = set_model_state_dict(model, weights, options=_options(strict=not adapter))
+        result = set_model_state_dict(model, dict(weights), options=_options(strict=not adapter))
         if result.unexpected_keys:
             raise ValueError(f"the checkpoint does not match the model (e.g. {result.unexpected_keys[0]})")
 

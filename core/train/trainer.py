@@ -322,10 +322,13 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         weights = sharded_state.full_weights(self.accelerator, self.model)
         optimizer_state = sharded_state.full_optimizer_state(self.accelerator, self.model, self.optimizer)
+        from accelerate.utils import gather_object
+
+        rngs = gather_object([torch.get_rng_state()]) if self.accelerator.num_processes > 1 else None
         if self.main:
             model = self.accelerator.unwrap_model(self.model)
             checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": self._recorded_config()},
-                            adapter=self.policy.peft, weights=weights, optimizer_state=optimizer_state)
+                            adapter=self.policy.peft, weights=weights, optimizer_state=optimizer_state, rng_states=rngs)
         self.accelerator.wait_for_everyone()
 
     def _resume(self) -> None:
@@ -334,6 +337,9 @@ class Trainer:
             raise UserError(f"--resume {self.out}: the run trained with {recorded}, this launch runs {self.engine}; "
                             f"resume it with the accelerate configuration it started with")
         latest = checkpoint.latest(self.out / "checkpoints")
+        if latest is not None and self.engine.deepspeed:  # ZeRO partitions the optimizer state by rank
+            raise UserError(f"--resume {self.out}: resuming a DeepSpeed run is not supported (its checkpoints hold the "
+                            f"gathered weights for save-model, not ZeRO's partitioned optimizer state)")
         self.step = 0
         if latest is not None:
             model = self.accelerator.unwrap_model(self.model)
@@ -341,7 +347,8 @@ class Trainer:
                 state = checkpoint.load(
                     latest, model, self.optimizer, adapter=self.policy.peft,
                     weights_into=sharded_state.weights_loader(self.accelerator, self.model, self.policy.peft is not None),
-                    optimizer_into=sharded_state.optimizer_loader(self.accelerator, self.model, self.optimizer))
+                    optimizer_into=sharded_state.optimizer_loader(self.accelerator, self.model, self.optimizer),
+                    rank=self.rank)
             except (ValueError, OSError, KeyError) as exc:
                 raise UserError(f"--resume: {exc}") from exc
             self.step = state["step"]
