@@ -80,3 +80,47 @@ def test_an_fsdp_run_is_not_resumed_by_another_engine(tmp_path, small_model):
     plain = _cli("run", "--resume", str(out))  # one process: it would load the sharded optimizer state wrongly
     assert plain.returncode == 2, plain.stderr[-2000:]
     assert "the run trained with FSDP2, 2 processes, this launch runs single process" in plain.stderr
+
+
+GATHER_SCRIPT = """
+import json, torch, torch.distributed as dist
+from perception_r1.model.policy import Policy
+from perception_r1.train.engine import engine_of, gathered_for_generation, make_accelerator, prepare_model
+
+accelerator = make_accelerator(None)
+policy = Policy.load(MODEL)
+model, _ = accelerator.prepare(policy.model, torch.optim.AdamW(policy.model.parameters(), lr=1e-3))
+prepare_model(accelerator, model)
+gathers = []
+for name in ("all_gather_single", "all_gather_into_tensor"):  # what FSDP2's all-gather calls, by torch version
+    if hasattr(dist, name):
+        setattr(dist, name, lambda *a, _real=getattr(dist, name), **k: gathers.append(1) or _real(*a, **k))
+ids = torch.tensor([[5, 6, 7, 8]])
+units = sum(1 for m in model.modules() if type(m).__name__.startswith("FSDP"))
+with gathered_for_generation(accelerator, model):
+    inside = len(gathers)
+    if accelerator.is_main_process:  # the main process alone, as an evaluation runs: nothing may wait for the other
+        out = model.generate(input_ids=ids, max_new_tokens=6, min_new_tokens=6, do_sample=False, synced_gpus=False)
+    during = len(gathers) - inside
+per_token = len(gathers)
+model.generate(input_ids=ids, max_new_tokens=6, min_new_tokens=6, do_sample=False)  # no gathering first
+per_token = len(gathers) - per_token
+with open(f"{OUT}/result-{accelerator.process_index}.json", "w") as handle:  # one file per process: no interleaving
+    json.dump([str(engine_of(accelerator)), units, inside, during, per_token], handle)
+"""
+
+
+def test_generation_gathers_the_shards_once_not_per_token(tmp_path, small_model):
+    script = tmp_path / "gather.py"
+    script.write_text(f"MODEL, OUT = {str(small_model)!r}, {str(tmp_path)!r}\n" + GATHER_SCRIPT)
+    env = {**ENV, "ACCELERATE_USE_CPU": "True", "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2",
+           "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP", "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script)], capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads((tmp_path / f"result-{rank}.json").read_text()) for rank in (0, 1)]
+    for engine, units, inside, during, per_token in results:
+        assert engine == "FSDP2, 2 processes"
+        assert 1 < inside <= units  # at most one all-gather per FSDP unit on entering (a tied lm_head has none)
+        assert during == 0  # generating 6 tokens inside gathers nothing more
+        assert per_token >= 6 * 2  # without it every token gathers (at least) both decoder layers again

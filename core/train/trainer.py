@@ -31,7 +31,13 @@ from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.model.lora import adapter_off
 from perception_r1.train import checkpoint, rundir, sharded_state
 from perception_r1.train.config import dump_yaml, use_threads
-from perception_r1.train.engine import engine_of, gathered_for_generation, make_accelerator, prepare_model, resumable
+from perception_r1.train.engine import (
+    engine_of,
+    gathered_for_generation,
+    make_accelerator,
+    prepare_model,
+    resumable,
+)
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.optim import gradients
 from perception_r1.train.plan import RunPlan
