@@ -132,16 +132,12 @@ def gathered_for_generation(accelerator: Any, model: torch.nn.Module) -> Iterato
 
     All processes must enter together (the gather is a collective); inside, ``model`` runs forwards without
     any collective, on any subset of the processes. DDP, ZeRO-1/2 and one process hold whole parameters
-    already: nothing happens.
+    already: nothing happens. (FSDP1 is refused by :func:`make_accelerator`: its ``summon_full_params`` allows
+    no forward inside.)
     """
     engine = engine_of(accelerator)
     if engine.kind == "FSDP2":
         with _fsdp2_unsharded(model):
-            yield
-    elif engine.kind == "FSDP1":
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        with FSDP.summon_full_params(model, writeback=False, recurse=True):
             yield
     elif engine.kind == "DeepSpeed ZeRO-3":
         yield from _zero3_gathered(model)
