@@ -85,3 +85,19 @@ def test_an_adapter_of_another_model_is_a_clear_error():
     keys = ["model.layers.0.q_proj.lora_A.default.weight"]
     with pytest.raises(ValueError, match="does not match the model .e.g. base_model.model.model.layers.0.q_proj.lora_A"):
         adapter_to_model({"base_model.model.other.lora_A.weight": torch.ones(1)}, keys)
+
+
+def test_a_one_process_run_says_so_in_config_metrics_and_start_line(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from perception_r1.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--task", "ocr", "--threads", "1", "--set", "group_size=2", "--set", "prompts_per_step=1",
+                 "--steps", "1", "--eval-samples", "0", "--set", "engine=DDP, 8 processes",  # a stale value: replaced
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "engine single process, 1 process" in capsys.readouterr().err  # the console writes to stderr
+    assert yaml.safe_load((out / "config.yaml").read_text())["engine"] == "single process, 1 process"
+    assert [json.loads(line)["engine"] for line in (out / "metrics.jsonl").read_text().splitlines()] == ["single process"]
