@@ -197,7 +197,7 @@ def test_a_task_without_small_model_settings_gets_those_that_worked_for_the_buil
 
 def _steps(flat, skipped, start=1):
     return [{"step": start + i, "reward": 0.0, "kl": 0.0, "zero_std_groups": f, "update_skipped": s}
-            for i, (f, s) in enumerate(zip(flat, skipped))]
+            for i, (f, s) in enumerate(zip(flat, skipped, strict=True))]
 
 
 def test_the_console_says_when_updates_are_skipped_or_groups_are_flat():

@@ -91,5 +91,6 @@ def test_accelerate_launch_cpu_runs_two_processes(tmp_path, small_model):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]  # written once, by the main process
-    assert all(r["processes"] == 2 for r in rows)
+    assert all(r["processes"] == 2 and r["engine"] == "DDP" for r in rows)
+    assert "engine: DDP, 2 processes" in (out / "config.yaml").read_text()
     assert (out / "checkpoints" / "step-2" / "model.safetensors").is_file()

@@ -36,8 +36,9 @@ from perception_r1.errors import UserError
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch.")
 @click.option("--resume", "resume_dir", type=click.Path(file_okay=False),
               help="Continue the run in this directory from its latest checkpoint.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved run's estimated peak memory and stop (loads nothing).")
 def command(task, model, coords, lora_rank, data, config_file, out, steps, seed, reward_flags, eval_samples, lr, settings, threads,
-            resume_dir) -> None:
+            resume_dir, dry_run) -> None:
     """Train with GRPO and rule-based rewards; evaluate on a held-out split before and after.
 
     With no options: the embedded tiny Qwen2-VL-architecture model on the default task's synthetic data, with the
@@ -84,8 +85,32 @@ def command(task, model, coords, lora_rank, data, config_file, out, steps, seed,
     # the whole configuration is settled here, before torch is imported or workers are started: every
     # mistake (task, prompt template, reward, a task's settings) is one line, and the Trainer edits nothing
     plan = plan_run(config, get_registry(), given=None if resume_dir else given, resume=bool(resume_dir))
+    if dry_run:
+        _print_dry_run(plan)
+        return
     relaunch_if_needed((click.get_current_context().find_object(dict) or {}).get("argv", sys.argv[1:]))
     from perception_r1.train.trainer import Trainer
 
     with rundir.locked(run_dir, main_process=main):  # one writer per directory (run.lock)
         Trainer(plan, run_dir, resume=bool(resume_dir)).run()
+
+
+def _print_dry_run(plan) -> None:
+    import json
+
+    from perception_r1.model.families import DEFAULT_MODEL
+    from perception_r1.train.memory_plan import dry_run_lines, text_shape
+
+    model_dir = Path(plan.config["model"] or DEFAULT_MODEL)
+    try:
+        shape = text_shape(json.loads((model_dir / "config.json").read_text()))
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"--dry-run: {model_dir / 'config.json'}: cannot read the model's sizes ({exc})") from exc
+    cpu = os.environ.get("CUDA_VISIBLE_DEVICES") == "" or not _has_gpu()
+    click.echo("\n".join(dry_run_lines(plan.config, shape, plan.num_params, cpu)))
+
+
+def _has_gpu() -> bool:
+    import shutil
+
+    return shutil.which("nvidia-smi") is not None  # torch is not imported for a dry run

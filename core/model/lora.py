@@ -68,9 +68,10 @@ def adapter_off(policy: Policy) -> contextlib.AbstractContextManager[None]:
     return wrapped.disable_adapter() if wrapped is not None else contextlib.nullcontext()
 
 
-def save_adapter(wrapped: Any, directory: Path) -> None:
-    """The adapter alone, as peft writes it (``adapter_config.json`` + ``adapter_model.safetensors``)."""
-    wrapped.save_pretrained(directory, safe_serialization=True)
+def save_adapter(wrapped: Any, directory: Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """The adapter alone, as peft writes it (``adapter_config.json`` + ``adapter_model.safetensors``);
+    ``state_dict``: the wrapped model's whole weights when its own are shards (peft picks the adapter's)."""
+    wrapped.save_pretrained(directory, safe_serialization=True, state_dict=state_dict)
 
 
 def load_adapter(wrapped: Any, directory: Path) -> None:

@@ -288,6 +288,9 @@ class Policy:
                 pad_token_id=self.tokenizer.pad_token_id,
                 return_dict_in_generate=True,
                 output_scores=return_logprobs,
+                # weights are whole here (the trainer gathers sharded ones first, train.engine): no process waits
+                # for the others token by token (transformers' default under FSDP / ZeRO-3)
+                synced_gpus=False,
             )
         finally:
             self.model.train(was_training)

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from perception_r1.errors import UserError
 from perception_r1.train.rundir import CHECKPOINT_STATE as STATE
 from perception_r1.train.rundir import checkpoint_dirs
+from perception_r1.train.sharded_state import peft_names
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -41,7 +43,7 @@ def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], 
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state = {}
     for pid, entry in meta["state"].items():
-        state[int(pid)] = {
+        state[int(pid) if pid.isdigit() else pid] = {  # numbers, or parameter names (sharded engines)
             key: tensors[value["tensor"]] if isinstance(value, dict) and "tensor" in value else value
             for key, value in entry.items()
         }
@@ -49,15 +51,20 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 
 def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: dict,
-         adapter: Any = None) -> Path:
-    """``adapter`` (a ``PeftModel``): the checkpoint holds the LoRA adapter only, not the frozen base weights."""
+         adapter: Any = None, weights: dict[str, torch.Tensor] | None = None,
+         optimizer_state: dict[str, Any] | None = None, rng_states: list[torch.Tensor] | None = None) -> Path:
+    """``adapter`` (a ``PeftModel``): the checkpoint holds the LoRA adapter only, not the frozen base weights.
+
+    ``weights`` / ``optimizer_state``: the whole state when ``model`` / ``optimizer`` hold shards of it
+    (:mod:`perception_r1.train.sharded_state`); default: their own ``state_dict()``. ``rng_states``: every
+    process's torch RNG state, by rank (each samples its own rollouts); default: this process's."""
     directory = Path(directory)
     final = directory / f"step-{step}"
     tmp = directory / f".tmp-step-{step}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        _write(tmp, step, model, optimizer, extra, adapter)
+        _write(tmp, step, model, optimizer, extra, adapter, weights, optimizer_state, rng_states)
     except BaseException:  # disk full, Ctrl-C: no .tmp-step-* is left beside the checkpoints
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -68,18 +75,20 @@ def save(directory: Path, step: int, model: torch.nn.Module, optimizer: torch.op
 
 
 def _write(tmp: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, extra: dict,
-           adapter: Any) -> None:
+           adapter: Any, weights: dict[str, torch.Tensor] | None, optimizer_state: dict[str, Any] | None,
+           rng_states: list[torch.Tensor] | None) -> None:
     """Every file of a checkpoint into ``tmp``, durable (fsynced) before the caller publishes it."""
     if adapter is not None:
         from perception_r1.model.lora import save_adapter
 
-        save_adapter(adapter, tmp)
+        save_adapter(adapter, tmp, state_dict=None if weights is None else peft_names(weights))
     else:
-        weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(_dedupe_shared(weights), tmp / "model.safetensors")
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+        tensors = {k: v.detach().contiguous().cpu() for k, v in (model.state_dict() if weights is None else weights).items()}
+        save_file(_dedupe_shared(tensors), tmp / "model.safetensors")
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict() if optimizer_state is None else optimizer_state)
     save_file(opt_tensors, tmp / "optimizer.safetensors")
-    save_file({"torch_rng": torch.get_rng_state()}, tmp / "rng.safetensors")
+    rngs = rng_states or [torch.get_rng_state()]
+    save_file({"torch_rng": rngs[0], **{f"torch_rng.{r}": t for r, t in enumerate(rngs) if r}}, tmp / "rng.safetensors")
     state = {"step": step, "optimizer": opt_meta, "python_rng": _py_rng_to_json(random.getstate()), **extra}
     (tmp / STATE).write_text(json.dumps(state))
     for path in tmp.iterdir():  # make the files durable before the rename publishes them
@@ -126,11 +135,20 @@ def read_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, adapter: Any = None) -> dict[str, Any]:
-    """Restore weights (or the LoRA ``adapter``'s), optimizer and RNG state in place; returns the saved state."""
+def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, adapter: Any = None,
+         weights_into: Callable[[dict], None] | None = None,
+         optimizer_into: Callable[[dict], None] | None = None, rank: int = 0) -> dict[str, Any]:
+    """Restore weights (or the LoRA ``adapter``'s), optimizer and RNG state in place; returns the saved state.
+
+    ``weights_into`` / ``optimizer_into``: how a sharded model or optimizer takes the whole saved state
+    (:mod:`perception_r1.train.sharded_state`); default: ``load_state_dict`` / peft's adapter loading."""
     path = Path(path)
     state = read_state(path)
-    if adapter is not None:
+    if weights_into is not None:
+        from perception_r1.model.lora import ADAPTER_FILE
+
+        weights_into(_read_safetensors(path / (ADAPTER_FILE if adapter is not None else "model.safetensors")))
+    elif adapter is not None:
         from perception_r1.model.lora import load_adapter
 
         load_adapter(adapter, path)
@@ -141,8 +159,10 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | 
             bad = list(unexpected or missing)[:3]
             raise ValueError(f"checkpoint {path} does not match the model (e.g. {', '.join(bad)})")
     if optimizer is not None:
-        optimizer.load_state_dict(_unflatten_optimizer(_read_safetensors(path / "optimizer.safetensors"), state["optimizer"]))
-    torch.set_rng_state(_read_safetensors(path / "rng.safetensors")["torch_rng"])
+        saved = _unflatten_optimizer(_read_safetensors(path / "optimizer.safetensors"), state["optimizer"])
+        (optimizer_into or optimizer.load_state_dict)(saved)
+    rngs = _read_safetensors(path / "rng.safetensors")
+    torch.set_rng_state(rngs.get(f"torch_rng.{rank}", rngs["torch_rng"]))  # this process's own, when saved
     version, internal, gauss = state["python_rng"]
     random.setstate((version, tuple(internal), gauss))
     return state

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "mixed_precision": None,
     "data": None,
     "out": None,
+    "engine": None,  # written by the run (perception_r1.train.engine)
     "steps": 60,
     "seed": 0,
     "group_size": 8,

@@ -6,14 +6,22 @@ silently gets one. ``perception-r1 run`` notices that case (accelerate's CPU env
 address, no rank) and becomes PyTorch's own launcher (``torch.distributed.run``, gloo) for the N
 workers, which is what ``torchrun --nproc_per_node N`` does. The process is replaced (``exec``), so
 signals and the exit code are torchrun's, as if the user had typed that command.
+
+The simple launcher also drops the configuration's engine (it sets no ``FSDP_*`` variables): the workers get
+the environment accelerate's own multi-process launcher would give them for it, so an FSDP configuration
+trains with FSDP (:mod:`perception_r1.train.engine`), never silently with DDP. DeepSpeed on CPU is refused.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from perception_r1.errors import UserError
 
 #: set by any launcher that already started one process per rank (torchrun, accelerate's GPU path, MPI)
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -27,6 +35,7 @@ class Request:
     processes: int | None  # in total, over all machines
     machines: int = 1
     machine_rank: int = 0
+    environment: tuple[tuple[str, str], ...] = ()  # the engine's variables (FSDP_*), as accelerate sets them
 
 
 def single_process_cpu_launch(env: Mapping[str, str]) -> bool:
@@ -62,7 +71,27 @@ def requested(launcher_argv: Sequence[str]) -> Request | None:
             return None
         processes = config.num_processes if processes is None else processes
         machines = config.num_machines if machines is None else machines
-    return Request(processes, machines or 1, args.machine_rank or 0)
+    return Request(processes, machines or 1, args.machine_rank or 0, tuple(sorted(engine_environment(args).items())))
+
+
+def engine_environment(args: Any) -> dict[str, str]:
+    """The variables accelerate's multi-process launcher sets for the engine ``args`` (its parsed command line,
+    config file included) asks for: ``ACCELERATE_USE_FSDP`` and ``FSDP_*``; none for DDP."""
+    from accelerate.commands.launch import _validate_launch_command
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    try:
+        args, _, _ = _validate_launch_command(copy.copy(args))
+    except Exception:  # accelerate reports its own configuration errors; here: no engine to carry
+        return {}
+    if args.use_deepspeed:
+        raise UserError("DeepSpeed does not run on CPU processes under accelerate (it would train as DDP): "
+                        "on CPU use configs/accelerate/fsdp.yaml or ddp.yaml; DeepSpeed needs GPUs")
+    if not args.use_fsdp:
+        return {}
+    args.main_process_port = 0  # only the variables are wanted: no port check, no warning about one
+    env = prepare_multi_gpu_env(args)
+    return {k: v for k, v in env.items() if k == "ACCELERATE_USE_FSDP" or k.startswith("FSDP_")}
 
 
 def parent_command_line() -> list[str]:
@@ -115,10 +144,13 @@ def relaunch_if_needed(argv: Sequence[str]) -> None:
             err=True,
         )
         return
+    environment = dict(request.environment)
+    engine = f" (FSDP{environment.get('FSDP_VERSION', '1')}, from the launch configuration)" if environment else ""
     click.echo(
-        f"accelerate launch --cpu starts one process: starting {request.processes} workers with torch.distributed.run",
+        f"accelerate launch --cpu starts one process: starting {request.processes} workers with "
+        f"torch.distributed.run{engine}",
         err=True,
     )
     command = torchrun_command(request, argv, os.environ)
     sys.stdout.flush(), sys.stderr.flush()
-    os.execv(command[0], command)
+    os.execve(command[0], command, {**os.environ, **environment})

@@ -29,9 +29,16 @@ from perception_r1.display import console, metrics_table, print_table, progress
 from perception_r1.errors import UserError
 from perception_r1.evaluate.evaluation import evaluate_policy
 from perception_r1.model.lora import adapter_off
-from perception_r1.train import checkpoint, rundir
-from perception_r1.train.config import dump_yaml, use_threads
+from perception_r1.train import checkpoint, rundir, sharded_state
 from perception_r1.train.advice import signal_warning, step_status
+from perception_r1.train.config import dump_yaml, use_threads
+from perception_r1.train.engine import (
+    engine_of,
+    gathered_for_generation,
+    make_accelerator,
+    prepare_model,
+    resumable,
+)
 from perception_r1.train.grpo import grpo_loss, zero_std_fraction
 from perception_r1.train.plan import RunPlan
 from perception_r1.train.rewards import component_means, describe
@@ -45,7 +52,7 @@ EVAL_SEED = 0  # the held-out set is the same for every run, whatever its --seed
 
 
 def start_line(config: Mapping[str, Any], model: str, num_params: int, by_size: list[str], from_task: list[str],
-               rewards) -> str:
+               rewards, engine: str = "single process, 1 process") -> str:
     """What a run will do, printed before it starts: the settings a user most often needs to check."""
     size = f"a model of {num_params / 1e6:.1f}M parameters"
     why = (f" (the task's setting for {size}; --lr to change)" if "learning_rate" in from_task else
@@ -54,7 +61,7 @@ def start_line(config: Mapping[str, Any], model: str, num_params: int, by_size: 
     return (f"GRPO on {config['task']}: model {model}, lr {config['learning_rate']:g}{why}, "
             f"{config['steps']} steps x {config['prompts_per_step']} prompts x G={config['group_size']}, "
             f"temperature {config['temperature']:g}, rewards: {describe(rewards)}, "
-            f"torch threads {torch.get_num_threads()}; defaults filled: {', '.join(filled) or 'none'}")
+            f"torch threads {torch.get_num_threads()}, engine {engine}; defaults filled: {', '.join(filled) or 'none'}")
 
 
 def read_results(path: Path) -> dict[str, Any]:
@@ -91,14 +98,13 @@ def _mean_stats(parts: list[tuple[dict[str, float], float]]) -> dict[str, float]
 class Trainer:
     def __init__(self, plan: RunPlan, out: Path, resume: bool = False) -> None:
         """Train as ``plan`` says (:func:`perception_r1.train.plan.plan_run`): its config is read, never edited."""
-        from accelerate import Accelerator
-
         from perception_r1.model.policy import Policy
 
         config = self.config = plan.config
         self.out = out
         # mixed_precision null: accelerate's own choice (its launch config or env); "bf16" autocasts forwards
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=config.get("mixed_precision"))
+        self.accelerator = make_accelerator(config.get("mixed_precision"))
+        self.engine = engine_of(self.accelerator)  # what runs, from accelerate's state: config.yaml, logs, start line
         self.rank = self.accelerator.process_index
         self.main = self.accelerator.is_main_process
         if self.accelerator.num_processes > 1:  # a default run name holds a time: use the main process's
@@ -111,7 +117,7 @@ class Trainer:
         self.policy = Policy.load(config["model"], coords=config.get("coords"))
         if self.main:
             line = start_line(config, self.policy.name, self.policy.num_parameters, list(plan.by_size),
-                              list(plan.from_task), self.rewards)
+                              list(plan.from_task), self.rewards, str(self.engine))
             console.print(line, highlight=False, markup=False, soft_wrap=True)
         if config.get("lora_rank"):  # the reference is then the same weights with the adapter off
             from perception_r1.model.lora import apply_lora
@@ -126,6 +132,7 @@ class Trainer:
         trainable = [p for p in self.policy.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=config["learning_rate"], weight_decay=0.0)
         self.model, self.optimizer = self.accelerator.prepare(self.policy.model, optimizer)
+        prepare_model(self.accelerator, self.model)
         self.pools = {t.name: self._load_data(t) for t in self.tasks} if config["data"] else {}
         self.step = 0
         if resume:
@@ -196,8 +203,9 @@ class Trainer:
         records = self.batch_for(step, attempt)  # (N = P * G), groups contiguous
         t0 = time.perf_counter()
         self.model.eval()
-        rolled = rollout(self.policy, records, G, c["max_new_tokens"], c["temperature"],
-                         logprobs=c["sampler_correction_cap"] is not None)
+        with gathered_for_generation(self.accelerator, self.model):  # sharded weights: one gather per rollout
+            rolled = rollout(self.policy, records, G, c["max_new_tokens"], c["temperature"],
+                             logprobs=c["sampler_correction_cap"] is not None)
         self.model.train()
         timing["generation"] += time.perf_counter() - t0
         rewards, components = reward_records(self.rewards, records)  # (N,)
@@ -279,8 +287,12 @@ class Trainer:
     def evaluate(self, label: str, bar: Any = None) -> dict[str, float]:
         """Held-out metrics now; ``bar``: the training's progress bar, which shows the evaluation's too (rich
         allows one live display at a time)."""
-        if self.config["eval_samples"] == 0 or not self.main:
+        if self.config["eval_samples"] == 0:
             return {}
+        with gathered_for_generation(self.accelerator, self.model):  # every process: the gather is collective
+            return self._evaluate_here(label, bar) if self.main else {}
+
+    def _evaluate_here(self, label: str, bar: Any) -> dict[str, float]:
         when = f"{label} training" if label in ("before", "after") else f"at {label}"
         console.print(f"evaluating {when}: {self.config['eval_samples']} held-out samples per task")
         model = self.accelerator.unwrap_model(self.model)
@@ -311,7 +323,7 @@ class Trainer:
         results = read_results(eval_path)  # before config.yaml is written: a refusal changes nothing
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            io.atomic_write_text(self.out / "config.yaml", dump_yaml({**c, "out": str(self.out)}))
+            io.atomic_write_text(self.out / "config.yaml", dump_yaml(self._recorded_config()))
 
         def save_results() -> None:  # after each evaluation: a kill keeps every result so far
             if self.main:
@@ -326,6 +338,7 @@ class Trainer:
             tid = bar.add_task(f"GRPO {names}", total=c["steps"], completed=self.step, status="")
             while self.step < c["steps"]:
                 metrics, rows = self.train_step(self.step)
+                metrics["engine"] = self.engine.kind
                 self.step += 1
                 recent = (recent + [metrics])[-NO_SIGNAL_WARNING:]
                 if self.main and (warning := signal_warning(recent, c, every=NO_SIGNAL_WARNING)):
@@ -358,20 +371,41 @@ class Trainer:
         return results
 
     # -- checkpoints ---------------------------------------------------------------------------
+    def _recorded_config(self) -> dict[str, Any]:
+        return {**self.config, "out": str(self.out), "engine": str(self.engine)}
+
     def _save(self) -> None:
+        """One whole checkpoint (gathered from the shards, by every process; written by the main one)."""
         self.accelerator.wait_for_everyone()
+        weights = sharded_state.full_weights(self.accelerator, self.model)
+        optimizer_state = sharded_state.full_optimizer_state(self.accelerator, self.model, self.optimizer)
+        from accelerate.utils import gather_object
+
+        rngs = gather_object([torch.get_rng_state()]) if self.accelerator.num_processes > 1 else None
         if self.main:
             model = self.accelerator.unwrap_model(self.model)
-            checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": {**self.config, "out": str(self.out)}},
-                            adapter=self.policy.peft)
+            checkpoint.save(self.out / "checkpoints", self.step, model, self.optimizer, {"config": self._recorded_config()},
+                            adapter=self.policy.peft, weights=weights, optimizer_state=optimizer_state, rng_states=rngs)
+        self.accelerator.wait_for_everyone()
 
     def _resume(self) -> None:
+        recorded = self.config.get("engine")
+        if not resumable(recorded, self.engine):  # never silently another engine than the one that trained
+            raise UserError(f"--resume {self.out}: the run trained with {recorded}, this launch runs {self.engine}; "
+                            f"resume it with the accelerate configuration it started with")
         latest = checkpoint.latest(self.out / "checkpoints")
+        if latest is not None and self.engine.deepspeed:  # ZeRO partitions the optimizer state by rank
+            raise UserError(f"--resume {self.out}: resuming a DeepSpeed run is not supported (its checkpoints hold the "
+                            f"gathered weights for save-model, not ZeRO's partitioned optimizer state)")
         self.step = 0
         if latest is not None:
             model = self.accelerator.unwrap_model(self.model)
             try:
-                state = checkpoint.load(latest, model, self.optimizer, adapter=self.policy.peft)
+                state = checkpoint.load(
+                    latest, model, self.optimizer, adapter=self.policy.peft,
+                    weights_into=sharded_state.weights_loader(self.accelerator, self.model, self.policy.peft is not None),
+                    optimizer_into=sharded_state.optimizer_loader(self.accelerator, self.model, self.optimizer),
+                    rank=self.rank)
             except (ValueError, OSError, KeyError, TypeError) as exc:
                 raise UserError(f"--resume: {exc}") from exc
             self.step = state["step"]
