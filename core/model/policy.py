@@ -74,6 +74,14 @@ class Rollout:
 TEMPLATE_SECONDS = 10.0
 
 
+def pure_sampling(greedy: bool, temperature: float) -> dict[str, Any]:
+    """``generate`` settings for greedy search or pure sampling at ``temperature``: no top-k / top-p / min-p,
+    penalties or beams, whatever the model's generation_config says (GRPO's log-probs assume pure sampling)."""
+    return {"do_sample": not greedy, "temperature": temperature if not greedy else None,
+            "top_k": 0 if not greedy else None, "top_p": 1.0 if not greedy else None, "min_p": None,
+            "typical_p": 1.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "num_beams": 1}
+
+
 class Policy:
     """A multimodal LLM as a policy: ``generate`` groups of completions, ``token_logprobs`` to train."""
 
@@ -274,15 +282,7 @@ class Policy:
             out = self.model.generate(
                 **start,
                 max_new_tokens=max_new_tokens,
-                do_sample=not greedy,
-                temperature=temperature if not greedy else None,
-                top_k=0 if not greedy else None,
-                top_p=1.0 if not greedy else None,
-                min_p=None,
-                typical_p=1.0,
-                repetition_penalty=1.0,
-                no_repeat_ngram_size=0,
-                num_beams=1,
+                **pure_sampling(greedy, temperature),
                 suppress_tokens=self.suppressed_ids or None,
                 eos_token_id=self.eos_ids,
                 pad_token_id=self.tokenizer.pad_token_id,
