@@ -12,6 +12,16 @@ model's attention and MLP projections). Each (side, setting) runs in its own sub
     python benchmarks/memory.py                     # 2 x 4 completions of 16 tokens, 1 warm-up + 2 timed steps
     python benchmarks/memory.py --settings full,lora --sides ours
     python benchmarks/memory.py --smoke             # a 2-layer model, 2 x 2 of 4 tokens, 1 step: checks it runs
+
+``--shape qwen2_5_vl_3b`` measures a real-size model instead: a random-init model with the exact shape of
+Qwen2.5-VL-3B-Instruct (3.75B parameters, benchmarks/shapes.py says where each size comes from), saved once
+in bfloat16 and loaded as float32 by both sides, LoRA r=16 + gradient checkpointing, 2 prompts x G=2
+completions of 8 tokens on 56x56 images, 1 timed step with no warm-up. ``--layers N`` keeps every width and
+sets the decoder's depth (the scaling runs when 36 layers do not fit a machine's time or memory). Where
+``perception_r1.train.memory_plan`` exists, its estimate is printed beside each measured peak.
+
+    nice python benchmarks/memory.py --shape qwen2_5_vl_3b               # ~15 GB RAM, minutes per side on 1 thread
+    python benchmarks/memory.py --shape qwen2_5_vl_3b --smoke            # the same path on a 4-layer model
 """
 
 from __future__ import annotations
@@ -28,11 +38,37 @@ from typing import Any
 
 from _common import installed, machine, parse_args, run_child, smoke_model, table, trl_grpo_config
 from grpo_step import peak_rss_mb
+from shapes import SHAPES, build_shape, skeleton_policy
 
-SETTINGS = {"full": "full fine-tuning", "lora": "LoRA r=16", "checkpointing": "full + gradient checkpointing"}
+from perception_r1.model.families import count_parameters
+
+SETTINGS = {"full": "full fine-tuning", "lora": "LoRA r=16", "checkpointing": "full + gradient checkpointing",
+            "lora_ckpt": "LoRA r=16 + gradient checkpointing"}
 SIDES = {"ours": "perception-r1", "trl": "TRL GRPOTrainer"}
 LORA_RANK = 16
 SMOKE = {"prompts": 2, "group": 2, "tokens": 4, "steps": 1, "warmup": 0}
+# --shape: one step of a real-size model (issue 26 item 4); flags given still win
+SHAPE_RUN = {"prompts": 2, "group": 2, "tokens": 8, "steps": 1, "warmup": 0, "settings": "lora_ckpt"}
+
+
+PLANNER_NOTE = "perception_r1.train.memory_plan is not importable here: no planner estimate to compare"
+
+
+def planned_peak_mb(args: argparse.Namespace, setting: str) -> float | None:
+    """The memory planner's estimated peak of this run in MB, or None where the planner is absent."""
+    try:
+        from perception_r1.train import memory_plan  # noqa: F401  (issue 26 item 5, written elsewhere)
+    except ImportError:
+        return None
+    return None
+
+
+def lora(setting: str) -> bool:
+    return setting in ("lora", "lora_ckpt")
+
+
+def checkpointing(setting: str) -> bool:
+    return setting in ("checkpointing", "lora_ckpt")
 
 
 def build_model(out: Path) -> Path:
@@ -57,10 +93,14 @@ def run_ours(args: argparse.Namespace, setting: str) -> dict[str, Any]:
         "task": "counting", "model": args.model, "prompts_per_step": args.prompts, "group_size": args.group,
         "max_new_tokens": args.tokens, "learning_rate": 1e-4, "beta": 0.04, "eval_samples": 0,
         "log_completions_every": 10**9, "checkpoint_every": 0, "threads": args.threads,
-        "lora_rank": LORA_RANK if setting == "lora" else None, "gradient_checkpointing": setting == "checkpointing",
+        "lora_rank": LORA_RANK if lora(setting) else None, "gradient_checkpointing": checkpointing(setting),
     })
     trainer = Trainer(plan_run(config, get_registry()), Path(tempfile.mkdtemp(prefix="bench-mem-ours-")))
     trainer.policy.model.generation_config.min_new_tokens = args.tokens
+    if args.shape:
+        # A random-init model's answers all score the same, so our trainer would skip the update (no backward,
+        # no optimizer step; trainer._nothing_to_learn). TRL always updates: measure a step that updates.
+        trainer._nothing_to_learn = lambda *_: False  # type: ignore[method-assign]
     seconds = []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
@@ -71,11 +111,9 @@ def run_ours(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     return {"step_seconds": seconds, "peak_rss_mb": peak_rss_mb(), "trainable": trainable}
 
 
-def _lora_targets(model_dir: str) -> list[str]:
+def _lora_targets(policy: Any) -> list[str]:
     from perception_r1.model.lora import target_modules
-    from perception_r1.model.policy import Policy
 
-    policy = Policy.load(model_dir)
     return target_modules(policy.model, policy.family.lora_targets, policy.family.vision_prefixes, vision=False)
 
 
@@ -88,7 +126,6 @@ def run_trl(args: argparse.Namespace, setting: str) -> dict[str, Any]:
 
     from perception_r1.data.prepare import prepare_sample
     from perception_r1.data.synthetic import synthetic_samples
-    from perception_r1.model.policy import Policy
     from perception_r1.registry import get_registry
 
     transformers.utils.logging.set_verbosity_error()
@@ -96,7 +133,7 @@ def run_trl(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     task = get_registry().task("counting")
-    loader = Policy.load(args.model)
+    loader = skeleton_policy(args.model)  # processor and module names; TRL loads the one copy of the weights
     total = args.warmup + args.steps
     samples = [prepare_sample(s, loader, task) for s in synthetic_samples(task, "train", total * args.prompts, seed=0)]
     dataset = datasets.Dataset.from_dict({
@@ -107,10 +144,10 @@ def run_trl(args: argparse.Namespace, setting: str) -> dict[str, Any]:
         return [task.reward(c[0]["content"], samples[i]).total for c, i in zip(completions, idx, strict=True)]
 
     peft_config = None
-    if setting == "lora":
+    if lora(setting):
         peft_config = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0,
-                                 target_modules=_lora_targets(args.model))
-    config = trl_grpo_config(args, total, setting == "checkpointing", "bench-mem-trl-")
+                                 target_modules=_lora_targets(loader))
+    config = trl_grpo_config(args, total, checkpointing(setting), "bench-mem-trl-")
     trainer = GRPOTrainer(model=args.model, reward_funcs=reward, args=config, train_dataset=dataset,
                           processing_class=loader.processor, peft_config=peft_config)
     marks: list[float] = []
@@ -133,10 +170,20 @@ def child(side: str, setting: str, args: argparse.Namespace) -> dict[str, Any]:
     return run_child(__file__, f"{side} {setting}", [
         "--child", f"{side}:{setting}", "--model", args.model, "--prompts", str(args.prompts), "--group",
         str(args.group), "--tokens", str(args.tokens), "--steps", str(args.steps), "--warmup", str(args.warmup),
-        "--threads", str(args.threads)])
+        "--threads", str(args.threads), *(["--shape", args.shape] if args.shape else [])])
 
 
-def main() -> None:
+def build(args: argparse.Namespace) -> str:
+    """The model both sides load: in shape mode built in a child process, so the builder's copy of a
+    real-size model is gone before the measured processes start."""
+    out = Path(tempfile.mkdtemp(prefix="bench-mem-")) / "model"
+    if not args.shape:
+        return str((smoke_model if args.smoke else build_model)(out))
+    flags = [*(["--layers", str(args.layers)] if args.layers else []), *(["--smoke"] if args.smoke else [])]
+    return run_child(__file__, "build", ["--build", str(out), "--shape", args.shape, *flags])["model"]
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=2)
     parser.add_argument("--group", type=int, default=4)
@@ -144,11 +191,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--settings", default="full,lora,checkpointing", help=f"of {', '.join(SETTINGS)}")
     parser.add_argument("--sides", default=",".join(SIDES))
     parser.add_argument("--model", help="model directory (default: a ~100M random-init Qwen2-VL built to a temp dir)")
+    parser.add_argument("--shape", choices=sorted(SHAPES), help="a random-init real-size model of this shape "
+                        "(default run: LoRA + gradient checkpointing, 2 x 2 of 8 tokens, 1 step)")
+    parser.add_argument("--layers", type=int, help="with --shape: the decoder's depth (every width kept)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parse_args(parser, SMOKE)
+    parser.add_argument("--build", help=argparse.SUPPRESS)
+    if parser.parse_known_args()[0].shape:
+        parser.set_defaults(**SHAPE_RUN)
+    return parse_args(parser, SMOKE)
+
+
+def main() -> None:
+    args = arguments()
+    if args.build:
+        print(json.dumps({"model": str(build_shape(Path(args.build), args.shape, args.layers, args.smoke))}))
+        return
     if args.child:
         side, setting = args.child.split(":")
         print(json.dumps((run_ours if side == "ours" else run_trl)(args, setting)))
@@ -156,31 +216,45 @@ def main() -> None:
 
     print(f"machine: {machine()}")
     if args.model is None:
-        build = smoke_model if args.smoke else build_model
-        args.model = str(build(Path(tempfile.mkdtemp(prefix="bench-mem-")) / "model"))
+        args.model = build(args)
     sides, settings = args.sides.split(","), args.settings.split(",")
     if "trl" in sides and not installed("trl", "the TRL side"):
         sides.remove("trl")
-    if "lora" in settings and not installed("peft", "the LoRA setting"):
-        settings.remove("lora")
+    for setting in [s for s in settings if lora(s)]:
+        if not installed("peft", "the LoRA setting"):
+            settings.remove(setting)
 
-    print(f"model {args.model}; counting; {args.prompts} prompts x G={args.group} completions of {args.tokens} "
-          f"tokens; TRL {version('trl') if 'trl' in sides else 'not run'}; {args.warmup} warm-up + {args.steps} "
-          "timed steps, each run its own process\n")
-    rows, results = [], {}
+    size = count_parameters(args.model)
+    print(f"model {args.model} ({size / 1e6:.1f}M parameters); counting; {args.prompts} prompts x G={args.group} "
+          f"completions of {args.tokens} tokens; TRL {version('trl') if 'trl' in sides else 'not run'}; "
+          f"{args.warmup} warm-up + {args.steps} timed steps, each run its own process\n")
+    results = {}
     for setting in settings:
         for side in sides:
-            r = results[side, setting] = child(side, setting, args)
-            rows.append([SETTINGS[setting], SIDES[side], f"{r['trainable'] / 1e6:.2f}M",
-                         f"{statistics.median(r['step_seconds']):.2f}", f"{r['peak_rss_mb']:.0f}"])
+            results[side, setting] = child(side, setting, args)
             print(f"  {SETTINGS[setting]}, {SIDES[side]}: done", file=sys.stderr)
-    print(table(["setting", "side", "trainable", "s/step (median)", "peak RSS MB"], rows))
-    for setting in settings:
+    report(args, results, size)
+
+
+def report(args: argparse.Namespace, results: dict[tuple[str, str], dict[str, Any]], size: int | None) -> None:
+    """The table (with the planner's estimate where it exists) and one comparison line per setting."""
+    estimates = {key: planned_peak_mb(args, key[1]) for key in results}
+    rows = []
+    for (side, setting), r in results.items():
+        planned = estimates[side, setting]
+        plan = "-" if planned is None else f"{planned:.0f} ({planned / r['peak_rss_mb']:.2f}x)"
+        rows.append([SETTINGS[setting], SIDES[side], f"{r['trainable'] / 1e6:.2f}M",
+                     f"{statistics.median(r['step_seconds']):.2f}", f"{r['peak_rss_mb']:.0f}", plan])
+    print(table(["setting", "side", "trainable", "s/step (median)", "peak RSS MB", "planner MB (/ peak)"], rows))
+    if all(v is None for v in estimates.values()):
+        print(f"planner: {PLANNER_NOTE}")
+    for setting in dict.fromkeys(s for _, s in results):
         if ("ours", setting) in results and ("trl", setting) in results:
             ours, theirs = results["ours", setting], results["trl", setting]
-            speed = statistics.median(theirs["step_seconds"]) / statistics.median(ours["step_seconds"])
-            print(f"{SETTINGS[setting]}: ours {speed:.2f}x TRL's throughput at "
-                  f"{ours['peak_rss_mb'] / theirs['peak_rss_mb']:.2f}x its peak RSS")
+            t_ours, t_trl = statistics.median(ours["step_seconds"]), statistics.median(theirs["step_seconds"])
+            rss = ours["peak_rss_mb"] / theirs["peak_rss_mb"]
+            print(f"{SETTINGS[setting]}: ours {t_trl / t_ours:.2f}x TRL's throughput at {rss:.2f}x its peak RSS "
+                  f"(ours/TRL: s/step {t_ours / t_trl:.2f}, peak RSS {rss:.2f})")
 
 
 if __name__ == "__main__":
