@@ -32,12 +32,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from _common import installed, machine, parse_args, run_child, smoke_model, table, trl_grpo_config
 from grpo_step import peak_rss_mb
+from memory_estimate import estimate_peak_mb, shape_of
 from shapes import SHAPES, build_shape, skeleton_policy
 
 from perception_r1.model.families import count_parameters
@@ -46,21 +48,42 @@ SETTINGS = {"full": "full fine-tuning", "lora": "LoRA r=16", "checkpointing": "f
             "lora_ckpt": "LoRA r=16 + gradient checkpointing"}
 SIDES = {"ours": "perception-r1", "trl": "TRL GRPOTrainer"}
 LORA_RANK = 16
+BETA = 0.04  # both sides (trl_grpo_config sets TRL's)
 SMOKE = {"prompts": 2, "group": 2, "tokens": 4, "steps": 1, "warmup": 0}
 # --shape: one step of a real-size model (issue 26 item 4); flags given still win
 SHAPE_RUN = {"prompts": 2, "group": 2, "tokens": 8, "steps": 1, "warmup": 0, "settings": "lora_ckpt"}
 
 
-PLANNER_NOTE = "perception_r1.train.memory_plan is not importable here: no planner estimate to compare"
-
-
-def planned_peak_mb(args: argparse.Namespace, setting: str) -> float | None:
-    """The memory planner's estimated peak of this run in MB, or None where the planner is absent."""
+def estimator(args: argparse.Namespace, parameters: int) -> tuple[Callable[[str], float], str]:
+    """(setting -> estimated peak MB, where the estimate comes from), decided before any side runs: the
+    project's planner where ``perception_r1.train.memory_plan`` exists, else this benchmark's own arithmetic."""
     try:
-        from perception_r1.train import memory_plan  # noqa: F401  (issue 26 item 5, written elsewhere)
+        from perception_r1.train import memory_plan  # noqa: F401  (issue 26 item 5, written beside this)
     except ImportError:
-        return None
-    return None
+        note = ("bench estimate = benchmarks/memory_estimate.py, this benchmark's own arithmetic "
+                "(perception_r1.train.memory_plan is not importable here)")
+    else:
+        note = ("bench estimate = benchmarks/memory_estimate.py: perception_r1.train.memory_plan exists, "
+                "but this script does not call it yet")
+    config = json.loads((Path(args.model) / "config.json").read_text())
+    shape = shape_of(config, parameters, args.prompts * args.group, prompt_tokens(args), args.tokens)
+
+    def estimate(setting: str) -> float:
+        return estimate_peak_mb(shape, LORA_RANK if lora(setting) else None, checkpointing(setting), BETA)
+
+    return estimate, f"{note}; prompt {shape.prompt_tokens} tokens (vision included)"
+
+
+def prompt_tokens(args: argparse.Namespace) -> int:
+    """Tokens of the longest prompt row of the first batch, vision tokens included (weights never loaded)."""
+    from perception_r1.data.prepare import prepare_sample
+    from perception_r1.data.synthetic import synthetic_samples
+    from perception_r1.registry import get_registry
+
+    task, policy = get_registry().task("counting"), skeleton_policy(args.model)
+    samples = [prepare_sample(s, policy, task) for s in synthetic_samples(task, "train", args.prompts, seed=0)]
+    inputs = policy.encode_prompts([task.prompt(s) for s in samples], [s["image"] for s in samples])
+    return int(inputs["input_ids"].shape[1])
 
 
 def lora(setting: str) -> bool:
@@ -91,7 +114,7 @@ def run_ours(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     torch.manual_seed(0)
     config = resolve(overrides={
         "task": "counting", "model": args.model, "prompts_per_step": args.prompts, "group_size": args.group,
-        "max_new_tokens": args.tokens, "learning_rate": 1e-4, "beta": 0.04, "eval_samples": 0,
+        "max_new_tokens": args.tokens, "learning_rate": 1e-4, "beta": BETA, "eval_samples": 0,
         "log_completions_every": 10**9, "checkpoint_every": 0, "threads": args.threads,
         "lora_rank": LORA_RANK if lora(setting) else None, "gradient_checkpointing": checkpointing(setting),
     })
@@ -224,7 +247,8 @@ def main() -> None:
         if not installed("peft", "the LoRA setting"):
             settings.remove(setting)
 
-    size = count_parameters(args.model)
+    size = count_parameters(args.model) or 0
+    estimate, note = estimator(args, size)  # before the sides run: an estimate, not a fit
     print(f"model {args.model} ({size / 1e6:.1f}M parameters); counting; {args.prompts} prompts x G={args.group} "
           f"completions of {args.tokens} tokens; TRL {version('trl') if 'trl' in sides else 'not run'}; "
           f"{args.warmup} warm-up + {args.steps} timed steps, each run its own process\n")
@@ -233,21 +257,19 @@ def main() -> None:
         for side in sides:
             results[side, setting] = child(side, setting, args)
             print(f"  {SETTINGS[setting]}, {SIDES[side]}: done", file=sys.stderr)
-    report(args, results, size)
+    report(results, estimate, note)
 
 
-def report(args: argparse.Namespace, results: dict[tuple[str, str], dict[str, Any]], size: int | None) -> None:
-    """The table (with the planner's estimate where it exists) and one comparison line per setting."""
-    estimates = {key: planned_peak_mb(args, key[1]) for key in results}
+def report(results: dict[tuple[str, str], dict[str, Any]], estimate: Callable[[str], float], note: str) -> None:
+    """The table, the measured peak beside its estimate, and one comparison line per setting."""
     rows = []
     for (side, setting), r in results.items():
-        planned = estimates[side, setting]
-        plan = "-" if planned is None else f"{planned:.0f} ({planned / r['peak_rss_mb']:.2f}x)"
+        planned = estimate(setting)
         rows.append([SETTINGS[setting], SIDES[side], f"{r['trainable'] / 1e6:.2f}M",
-                     f"{statistics.median(r['step_seconds']):.2f}", f"{r['peak_rss_mb']:.0f}", plan])
-    print(table(["setting", "side", "trainable", "s/step (median)", "peak RSS MB", "planner MB (/ peak)"], rows))
-    if all(v is None for v in estimates.values()):
-        print(f"planner: {PLANNER_NOTE}")
+                     f"{statistics.median(r['step_seconds']):.2f}", f"{r['peak_rss_mb']:.0f}",
+                     f"{planned:.0f} ({planned / r['peak_rss_mb']:.2f}x)"])
+    print(table(["setting", "side", "trainable", "s/step (median)", "peak RSS MB", "estimate MB (/ peak)"], rows))
+    print(note)
     for setting in dict.fromkeys(s for _, s in results):
         if ("ours", setting) in results and ("trl", setting) in results:
             ours, theirs = results["ours", setting], results["trl", setting]
