@@ -43,3 +43,26 @@ def test_the_3b_shape_is_qwen2_5_vl_3b_instruct() -> None:
 def test_layers_sets_only_the_decoders_depth() -> None:
     text = meta_model(layers=4).model.language_model
     assert len(text.layers) == 4 and text.layers[0].mlp.up_proj.out_features == 11008
+
+
+def test_the_estimate_counts_loras_parameters_as_peft_makes_them(tmp_path: Path) -> None:
+    """memory_estimate's LoRA count is the trainable count of the adapter the trainer applies (language model
+    only), on the smoke stand-in of the 3B architecture; and a bigger batch never lowers the estimate."""
+    pytest.importorskip("peft")
+    import json
+
+    from memory_estimate import estimate_peak_mb, lora_parameters, shape_of
+
+    from perception_r1.model.lora import apply_lora
+    from perception_r1.model.policy import Policy
+
+    model_dir = shapes.build_shape(tmp_path / "model", "qwen2_5_vl_3b", smoke=True)
+    policy = Policy.load(model_dir)
+    apply_lora(policy, rank=16)
+    trainable = sum(p.numel() for p in policy.model.parameters() if p.requires_grad)
+    config = json.loads((model_dir / "config.json").read_text())
+    shape = shape_of(config, policy.num_parameters, sequences=4, prompt_tokens=40, completion_tokens=8)
+    assert lora_parameters(shape, 16) == trainable
+    bigger = shape_of(config, policy.num_parameters, sequences=64, prompt_tokens=400, completion_tokens=64)
+    for rank, ckpt in ((16, True), (None, False)):
+        assert estimate_peak_mb(bigger, rank, ckpt, 0.04) > estimate_peak_mb(shape, rank, ckpt, 0.04)
