@@ -8,6 +8,7 @@ compute reference log-probs: ours with the adapter switched off under LoRA, TRL 
 AdamW, grad-norm clip 1.0. LoRA: rank 16, alpha 32, the same target modules on both sides (the language
 model's attention and MLP projections). Each (side, setting) runs in its own subprocess, so peak RSS
 (``ru_maxrss``) is its alone; it includes the process's Python, torch and model (the same on both sides).
+Our update always runs, as TRL's does: a random model's rewards tie, and our trainer would skip the backward.
 
     python benchmarks/memory.py                     # 2 x 4 completions of 16 tokens, 1 warm-up + 2 timed steps
     python benchmarks/memory.py --settings full,lora --sides ours
@@ -140,10 +141,9 @@ def run_ours(args: argparse.Namespace, setting: str) -> dict[str, Any]:
     })
     trainer = Trainer(plan_run(config, get_registry()), Path(tempfile.mkdtemp(prefix="bench-mem-ours-")))
     trainer.policy.model.generation_config.min_new_tokens = args.tokens
-    if args.shape:
-        # A random-init model's answers all score the same, so our trainer would skip the update (no backward,
-        # no optimizer step; trainer._nothing_to_learn). TRL always updates: measure a step that updates.
-        trainer._nothing_to_learn = lambda *_: False  # type: ignore[method-assign]
+    # A random-init model's answers mostly score the same, and then our trainer skips the update (no backward,
+    # no optimizer step: trainer._nothing_to_learn). TRL always updates: measure a step that updates.
+    trainer._nothing_to_learn = lambda *_: False  # type: ignore[method-assign]
     seconds, reset = [], reset_peak()
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
