@@ -55,24 +55,46 @@ SMOKE = {"prompts": 2, "group": 2, "tokens": 4, "steps": 1, "warmup": 0}
 SHAPE_RUN = {"prompts": 2, "group": 2, "tokens": 8, "steps": 1, "warmup": 0, "settings": "lora_ckpt"}
 
 
-def estimator(args: argparse.Namespace, parameters: int) -> tuple[Callable[[str], float], str]:
-    """(setting -> estimated peak MB, where the estimate comes from), decided before any side runs: the
-    project's planner where ``perception_r1.train.memory_plan`` exists, else this benchmark's own arithmetic."""
-    try:
-        from perception_r1.train import memory_plan  # noqa: F401  (issue 26 item 5, written beside this)
-    except ImportError:
-        note = ("bench estimate = benchmarks/memory_estimate.py, this benchmark's own arithmetic "
-                "(perception_r1.train.memory_plan is not importable here)")
-    else:
-        note = ("bench estimate = benchmarks/memory_estimate.py: perception_r1.train.memory_plan exists, "
-                "but this script does not call it yet")
+Estimate = Callable[[str], float]  # setting -> estimated peak MB
+
+
+def estimators(args: argparse.Namespace, parameters: int) -> tuple[dict[str, Estimate], str]:
+    """{label: setting -> estimated peak MB}, decided before any side runs: the project's planner
+    (``perception_r1.train.memory_plan``, issue 26 item 5) where it exists, and this benchmark's own arithmetic."""
     config = json.loads((Path(args.model) / "config.json").read_text())
     shape = shape_of(config, parameters, args.prompts * args.group, prompt_tokens(args), args.tokens)
 
-    def estimate(setting: str) -> float:
+    def bench(setting: str) -> float:
         return estimate_peak_mb(shape, LORA_RANK if lora(setting) else None, checkpointing(setting), BETA)
 
-    return estimate, f"{note}; prompt {shape.prompt_tokens} tokens (vision included)"
+    found, note = {"bench estimate": bench}, "bench estimate = benchmarks/memory_estimate.py (this script's own)"
+    planner, why = planner_estimate(args, config, parameters, shape.prompt_tokens)
+    if planner is not None:
+        found = {"planner": planner, **found}
+    return found, f"{note}; planner: {why}; prompt {shape.prompt_tokens} tokens (vision included)"
+
+
+def planner_estimate(args: argparse.Namespace, config: dict[str, Any], parameters: int,
+                     prompt: int) -> tuple[Estimate | None, str]:
+    """The planner's peak for each setting (float32, as both sides load on CPU), or None and why not: the
+    module is absent, or its interface is not the one this script calls (checked on one setting up front)."""
+    try:
+        from perception_r1.train import memory_plan
+    except ImportError:
+        return None, "perception_r1.train.memory_plan is not importable here"
+
+    def planned(setting: str) -> float:
+        plan = memory_plan.estimate(
+            memory_plan.text_shape(config), parameters, bytes_per_value=4, prompts=args.prompts,
+            group_size=args.group, prompt_tokens=prompt, new_tokens=args.tokens,
+            lora_rank=LORA_RANK if lora(setting) else None, beta=BETA, gradient_checkpointing=checkpointing(setting))
+        return plan.peak / 2**20
+
+    try:
+        planned("lora_ckpt")
+    except (AttributeError, TypeError, KeyError) as exc:
+        return None, f"perception_r1.train.memory_plan's interface is not the one this script calls ({exc})"
+    return planned, "perception_r1.train.memory_plan.estimate (the project's planner)"
 
 
 def prompt_tokens(args: argparse.Namespace) -> int:
@@ -271,7 +293,7 @@ def main() -> None:
             settings.remove(setting)
 
     size = count_parameters(args.model) or 0
-    estimate, note = estimator(args, size)  # before the sides run: an estimate, not a fit
+    estimates, note = estimators(args, size)  # before the sides run: an estimate, not a fit
     print(f"model {args.model} ({size / 1e6:.1f}M parameters); counting; {args.prompts} prompts x G={args.group} "
           f"completions of {args.tokens} tokens; TRL {version('trl') if 'trl' in sides else 'not run'}; "
           f"{args.warmup} warm-up + {args.steps} timed steps, each run its own process\n")
@@ -280,20 +302,21 @@ def main() -> None:
         for side in sides:
             results[side, setting] = child(side, setting, args)
             print(f"  {SETTINGS[setting]}, {SIDES[side]}: done", file=sys.stderr)
-    report(results, estimate, note)
+    report(results, estimates, note)
 
 
-def report(results: dict[tuple[str, str], dict[str, Any]], estimate: Callable[[str], float], note: str) -> None:
-    """The table, the measured peak beside its estimate, and one comparison line per setting."""
+def report(results: dict[tuple[str, str], dict[str, Any]], estimates: dict[str, Estimate], note: str) -> None:
+    """The table, the measured peaks beside each estimate, and one comparison line per setting."""
     rows = []
     for (side, setting), r in results.items():
-        planned, steps = estimate(setting), r.get("steps_peak_mb")
+        steps = r.get("steps_peak_mb")
+        measured = steps or r["peak_rss_mb"]
         rows.append([SETTINGS[setting], SIDES[side], f"{r['trainable'] / 1e6:.2f}M",
                      f"{statistics.median(r['step_seconds']):.2f}", f"{r['peak_rss_mb']:.0f}",
                      "-" if steps is None else f"{steps:.0f}",
-                     f"{planned:.0f} ({planned / r['peak_rss_mb']:.2f}x / {planned / (steps or r['peak_rss_mb']):.2f}x)"])
+                     *(f"{e(setting):.0f} ({e(setting) / measured:.2f}x)" for e in estimates.values())])
     print(table(["setting", "side", "trainable", "s/step (median)", "peak RSS MB", "steps' peak MB",
-                 "estimate MB (/ peak, / steps' peak)"], rows))
+                 *(f"{label} MB (/ steps' peak)" for label in estimates)], rows))
     print("peak RSS: the whole process (ru_maxrss), loading included; steps' peak: VmHWM reset once the trainer "
           f"is built, the training steps alone\n{note}")
     for setting in dict.fromkeys(s for _, s in results):
