@@ -82,3 +82,16 @@ def test_paper_findings_smoke_trains_each_arm_and_prints_the_verdicts(tmp_path: 
     assert rows["ocr"]["budget"] == "2 x 2"
     config = (tmp_path / "runs" / "seed-1" / "detection-sequential-rl-1" / "config.yaml").read_text()
     assert "task: detection-sequential" in config and "steps: 2" in config and "seed: 1" in config
+
+
+def test_memory_real_size_path_smoke() -> None:
+    """``memory.py --shape qwen2_5_vl_3b``'s path (model built in its own process, LoRA + gradient checkpointing on
+    both sides) on the 4-layer stand-in of the same architecture that ``--smoke`` builds."""
+    out = smoke("memory", "--shape", "qwen2_5_vl_3b")
+    if not has("peft"):
+        assert "skipped the LoRA setting: peft is not installed" in out
+        return
+    assert "| LoRA r=16 + gradient checkpointing | perception-r1 " in out
+    for line in either("trl", ["| LoRA r=16 + gradient checkpointing | TRL GRPOTrainer ",
+                               "LoRA r=16 + gradient checkpointing: ours"], "the TRL side"):
+        assert line in out, out[-3000:]
