@@ -19,7 +19,7 @@ Qwen2.5-VL-3B-Instruct (3.75B parameters, benchmarks/shapes.py says where each s
 in bfloat16 and loaded as float32 by both sides, LoRA r=16 + gradient checkpointing, 2 prompts x G=2
 completions of 8 tokens on 56x56 images, 1 timed step with no warm-up. ``--layers N`` keeps every width and
 sets the decoder's depth (the scaling runs when 36 layers do not fit a machine's time or memory). Where
-``perception_r1.train.memory_plan`` exists, its estimate is printed beside each measured peak.
+``perception_r1.train.memory_plan``'s estimate (``run --dry-run``) is printed beside each measured peak.
 
     nice python benchmarks/memory.py --shape qwen2_5_vl_3b               # ~15 GB RAM, minutes per side on 1 thread
     python benchmarks/memory.py --shape qwen2_5_vl_3b --smoke            # the same path on a 4-layer model
@@ -40,7 +40,6 @@ from typing import Any
 
 from _common import installed, machine, parse_args, run_child, smoke_model, table, trl_grpo_config
 from grpo_step import peak_rss_mb
-from memory_estimate import estimate_peak_mb, shape_of
 from shapes import SHAPES, build_shape, skeleton_policy
 
 from perception_r1.model.families import count_parameters
@@ -60,28 +59,11 @@ Estimate = Callable[[str], float]  # setting -> estimated peak MB
 
 def estimators(args: argparse.Namespace, parameters: int) -> tuple[dict[str, Estimate], str]:
     """{label: setting -> estimated peak MB}, decided before any side runs: the project's planner
-    (``perception_r1.train.memory_plan``, issue 26 item 5) where it exists, and this benchmark's own arithmetic."""
+    (``perception_r1.train.memory_plan``, what ``run --dry-run`` prints), float32 as both sides load on CPU."""
+    from perception_r1.train import memory_plan
+
     config = json.loads((Path(args.model) / "config.json").read_text())
-    shape = shape_of(config, parameters, args.prompts * args.group, prompt_tokens(args), args.tokens)
-
-    def bench(setting: str) -> float:
-        return estimate_peak_mb(shape, LORA_RANK if lora(setting) else None, checkpointing(setting), BETA)
-
-    found, note = {"bench estimate": bench}, "bench estimate = benchmarks/memory_estimate.py (this script's own)"
-    planner, why = planner_estimate(args, config, parameters, shape.prompt_tokens)
-    if planner is not None:
-        found = {"planner": planner, **found}
-    return found, f"{note}; planner: {why}; prompt {shape.prompt_tokens} tokens (vision included)"
-
-
-def planner_estimate(args: argparse.Namespace, config: dict[str, Any], parameters: int,
-                     prompt: int) -> tuple[Estimate | None, str]:
-    """The planner's peak for each setting (float32, as both sides load on CPU), or None and why not: the
-    module is absent, or its interface is not the one this script calls (checked on one setting up front)."""
-    try:
-        from perception_r1.train import memory_plan
-    except ImportError:
-        return None, "perception_r1.train.memory_plan is not importable here"
+    prompt = prompt_tokens(args)
 
     def planned(setting: str) -> float:
         plan = memory_plan.estimate(
@@ -90,11 +72,7 @@ def planner_estimate(args: argparse.Namespace, config: dict[str, Any], parameter
             lora_rank=LORA_RANK if lora(setting) else None, beta=BETA, gradient_checkpointing=checkpointing(setting))
         return plan.peak / 2**20
 
-    try:
-        planned("lora_ckpt")
-    except (AttributeError, TypeError, KeyError) as exc:
-        return None, f"perception_r1.train.memory_plan's interface is not the one this script calls ({exc})"
-    return planned, "perception_r1.train.memory_plan.estimate (the project's planner)"
+    return {"planner": planned}, f"planner: perception_r1.train.memory_plan.estimate; prompt {prompt} tokens (vision included)"
 
 
 def prompt_tokens(args: argparse.Namespace) -> int:

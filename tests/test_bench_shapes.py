@@ -45,24 +45,27 @@ def test_layers_sets_only_the_decoders_depth() -> None:
     assert len(text.layers) == 4 and text.layers[0].mlp.up_proj.out_features == 11008
 
 
-def test_the_estimate_counts_loras_parameters_as_peft_makes_them(tmp_path: Path) -> None:
-    """memory_estimate's LoRA count is the trainable count of the adapter the trainer applies (language model
-    only), on the smoke stand-in of the 3B architecture; and a bigger batch never lowers the estimate."""
+def test_the_planner_counts_loras_parameters_as_peft_makes_them(tmp_path: Path) -> None:
+    """The planner's LoRA count is the trainable count of the adapter the trainer applies (language model
+    only), on the smoke stand-in of the 3B architecture; and a bigger batch never lowers its estimate."""
     pytest.importorskip("peft")
     import json
 
-    from memory_estimate import estimate_peak_mb, lora_parameters, shape_of
-
     from perception_r1.model.lora import apply_lora
     from perception_r1.model.policy import Policy
+    from perception_r1.train import memory_plan
 
     model_dir = shapes.build_shape(tmp_path / "model", "qwen2_5_vl_3b", smoke=True)
     policy = Policy.load(model_dir)
     apply_lora(policy, rank=16)
     trainable = sum(p.numel() for p in policy.model.parameters() if p.requires_grad)
-    config = json.loads((model_dir / "config.json").read_text())
-    shape = shape_of(config, policy.num_parameters, sequences=4, prompt_tokens=40, completion_tokens=8)
-    assert lora_parameters(shape, 16) == trainable
-    bigger = shape_of(config, policy.num_parameters, sequences=64, prompt_tokens=400, completion_tokens=64)
+    shape = memory_plan.text_shape(json.loads((model_dir / "config.json").read_text()))
+    assert memory_plan.lora_parameters(shape, 16) == trainable
+
+    def peak(prompts: int, prompt_tokens: int, rank: int | None, ckpt: bool) -> int:
+        return memory_plan.estimate(shape, policy.num_parameters, bytes_per_value=4, prompts=prompts, group_size=2,
+                                    prompt_tokens=prompt_tokens, new_tokens=8, lora_rank=rank, beta=0.04,
+                                    gradient_checkpointing=ckpt).peak
+
     for rank, ckpt in ((16, True), (None, False)):
-        assert estimate_peak_mb(bigger, rank, ckpt, 0.04) > estimate_peak_mb(shape, rank, ckpt, 0.04)
+        assert peak(32, 400, rank, ckpt) > peak(2, 40, rank, ckpt)

@@ -256,7 +256,7 @@ def test_out_whose_parent_is_a_file_or_name_too_long(capsys, tmp_path):
     one_line_error(cli(capsys, "eval", "--task", "ocr", "--out", tmp_path / "file" / "ev"), "cannot create")
     one_line_error(cli(capsys, "sft", "--task", "ocr", "--out", tmp_path / "file" / "m"), "cannot create")
     one_line_error(cli(capsys, "eval", "--task", "ocr", "--out", _with(tmp_path / "ev", "metrics.json")),
-                   "already holds metrics.json")
+                   "already holds a finished evaluation (metrics.json)")
 
 
 def _with(folder: Path, name: str) -> Path:
