@@ -26,7 +26,9 @@ def _fsdp(*args: str) -> subprocess.CompletedProcess:
                str(ROOT / "configs" / "accelerate" / "fsdp.yaml"), "--cpu", "--num_processes", "2",
                "--main_process_port", "0", "-m", "perception_r1.cli", "run", *args]  # fmt: skip
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # a worker's own error comes first; torchrun's summary of the failed ranks last
+    first = proc.stderr.find("Traceback")
+    assert proc.returncode == 0, proc.stderr[max(first, 0):][:3000] + "\n...\n" + proc.stderr[-1500:]
     return proc
 
 
@@ -117,7 +119,9 @@ def test_generation_gathers_the_shards_once_not_per_token(tmp_path, small_model)
            "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP", "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT"}  # fmt: skip
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(script)], capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # a worker's own error comes first; torchrun's summary of the failed ranks last
+    first = proc.stderr.find("Traceback")
+    assert proc.returncode == 0, proc.stderr[max(first, 0):][:3000] + "\n...\n" + proc.stderr[-1500:]
     results = [json.loads((tmp_path / f"result-{rank}.json").read_text()) for rank in (0, 1)]
     for engine, units, inside, during, per_token in results:
         assert engine == "FSDP2, 2 processes"
