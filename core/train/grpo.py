@@ -73,8 +73,7 @@ def first_groups(spread: list[torch.Tensor], want: int) -> list[torch.Tensor]:
 
 def zero_std_fraction(rewards: torch.Tensor, group_size: int) -> float:
     """Share of groups whose rollouts all got the same reward: they carry no learning signal."""
-    grouped = rewards.view(-1, group_size)
-    return (grouped.max(dim=1).values - grouped.min(dim=1).values).abs().lt(1e-8).float().mean().item()
+    return (~spread_groups(rewards, group_size)).float().mean().item()
 
 
 def importance_ratio(logprobs: torch.Tensor, old_logprobs: torch.Tensor, mask: torch.Tensor | None = None,

@@ -1,5 +1,6 @@
 """The parts of one GRPO step, each a function the trainer calls in order:
-batch -> rollout -> score -> advantages -> update.
+batch -> rollout -> score; the advantages and the update follow in :mod:`perception_r1.train.sampling`
+and the trainer.
 
 One typed :class:`Record` per completion carries the sample from the batch to the completion log: its
 prompt (built once per sample), the completion, the parsed answer, every reward component and the
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from perception_r1.contract import ParseError, Task
-from perception_r1.train.grpo import group_advantages
 from perception_r1.train.rewards import WeightedReward, score
 
 if TYPE_CHECKING:
@@ -97,10 +97,3 @@ def reward_records(
         record.rewards = {name: values[i] for name, values in components.items()}
     return torch.tensor(totals, dtype=torch.float32), components
 
-
-def assign_advantages(records: list[Record], rewards: torch.Tensor, group_size: int, scale: bool) -> torch.Tensor:
-    """(N,) group-normalised advantages, also written into the records."""
-    advantages = group_advantages(rewards, group_size, scale=scale)
-    for record, advantage in zip(records, advantages.tolist(), strict=True):
-        record.advantage = advantage
-    return advantages
