@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from perception_r1.contract import MODEL_COORD_SPACES, Task
 from perception_r1.display import metrics_table, print_table
+
+if TYPE_CHECKING:
+    from perception_r1.model.policy import Policy
 
 
 def paper_columns(metrics: dict[str, float], paper: dict[str, tuple[float, float]]) -> dict[str, dict[str, float]]:
@@ -84,16 +87,15 @@ def eval_samples(task: Task, data: str | None, split: str, limit: int | None, be
     return samples, source, benchmark
 
 
-def load_policy(model: str | None, coords: str | None):
+def load_policy(model: str | None, coords: str | None) -> Policy:
     """A model directory, the embedded default (None), or the policy a run trained (a run directory: its latest
-    checkpoint; or RUN/checkpoints/step-N): (policy, what to call it)."""
+    checkpoint; or RUN/checkpoints/step-N)."""
     from perception_r1.model.policy import Policy
     from perception_r1.train.trained import is_run, trained_policy
 
     if model and is_run(model):
-        policy, chosen = trained_policy(Path(model), coords)
-        return policy, str(chosen)
-    return Policy.load(model, coords=coords), model
+        return trained_policy(Path(model), coords)
+    return Policy.load(model, coords=coords)
 
 
 def run_temperature(task: Task, num_params: int) -> float:
@@ -191,7 +193,7 @@ def evaluate(task: Task, samples: list[dict[str, Any]], done: list[dict[str, Any
     from perception_r1.evaluate.headroom import headroom_of, sampled_rewards
     from perception_r1.train.config import model_defaults, use_threads
 
-    policy, label = load_policy(model, coords)
+    policy = load_policy(model, coords)
     use_threads(threads, policy.num_parameters)
     if max_new_tokens is None:  # the same defaults as `run`, so eval and training agree
         max_new_tokens = model_defaults(policy.num_parameters)["max_new_tokens"]

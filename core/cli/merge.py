@@ -19,7 +19,7 @@ def save_run_model(source: Path, out: Path) -> Path:
     from perception_r1.model.processor import save_model_dir
     from perception_r1.train.trained import trained_policy
 
-    policy, _ = trained_policy(source)
+    policy = trained_policy(source)
     return save_model_dir(policy.model, policy.processor, out)
 
 

@@ -10,7 +10,7 @@ from perception_r1.data.prepare import prepare_sample
 from perception_r1.evaluate.scoring import task_metrics
 
 if TYPE_CHECKING:
-    from perception_r1.model.policy import Policy
+    from perception_r1.model.policy import Policy, Rollout
 
 #: sample keys that go into a saved record (the image itself does not; `score` re-scores from these)
 RECORD_KEYS = (
@@ -29,17 +29,23 @@ def record_of(sample: dict[str, Any], completion: str, task: Task) -> dict[str, 
     return record
 
 
+def generated_batches(
+    policy: Policy, task: Task, samples: Sequence[dict[str, Any]], batch_size: int, **generate: Any,
+) -> Iterator[tuple[list[dict[str, Any]], Rollout]]:
+    """(prepared samples, their rollout) per batch of ``batch_size``: ``generate`` are ``Policy.generate``'s
+    settings (greedy answers for evaluation, K samples at a temperature for the RL headroom)."""
+    for start in range(0, len(samples), batch_size):
+        batch = [prepare_sample(s, policy, task) for s in samples[start : start + batch_size]]
+        yield batch, policy.generate([task.prompt(s) for s in batch], [s["image"] for s in batch], **generate)
+
+
 def answer_batches(
     policy: Policy, task: Task, samples: Sequence[dict[str, Any]], batch_size: int = 16, max_new_tokens: int = 64,
 ) -> Iterator[list[dict[str, Any]]]:
     """Greedy answers for ``samples``, one list of records per batch of ``batch_size``, as they come (so a
     caller can save them before the next batch: a killed evaluation keeps every finished batch)."""
-    for start in range(0, len(samples), batch_size):
-        batch = [prepare_sample(s, policy, task) for s in samples[start : start + batch_size]]
-        rollout = policy.generate(
-            [task.prompt(s) for s in batch], [s["image"] for s in batch],
-            num_generations=1, max_new_tokens=max_new_tokens, greedy=True,
-        )
+    for batch, rollout in generated_batches(policy, task, samples, batch_size, num_generations=1,
+                                            max_new_tokens=max_new_tokens, greedy=True):
         yield [record_of(s, text, task) for s, text in zip(batch, rollout.texts, strict=True)]
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from perception_r1.contract import Task, task_reward
-from perception_r1.data.prepare import prepare_sample
+from perception_r1.evaluate.evaluation import generated_batches
 
 if TYPE_CHECKING:
     from perception_r1.model.policy import Policy
@@ -40,10 +40,8 @@ def sampled_rewards(
 ) -> list[list[float]]:
     """Each sample's K rewards: K answers sampled at ``temperature``, scored by the task's reward."""
     groups: list[list[float]] = []
-    for start in range(0, len(samples), batch_size):
-        batch = [prepare_sample(s, policy, task) for s in samples[start : start + batch_size]]
-        rollout = policy.generate([task.prompt(s) for s in batch], [s["image"] for s in batch],
-                                  num_generations=k, max_new_tokens=max_new_tokens, temperature=temperature)
+    for batch, rollout in generated_batches(policy, task, samples, batch_size, num_generations=k,
+                                            max_new_tokens=max_new_tokens, temperature=temperature):
         for i, sample in enumerate(batch):  # rollout row i*k + g is sample i's g-th answer
             groups.append([task_reward(task, text, sample).total for text in rollout.texts[i * k : (i + 1) * k]])
         if on_batch:

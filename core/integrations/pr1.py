@@ -78,7 +78,7 @@ def _coco_answers(path: Path, results: list[Any], data_path: Path, split: str) -
     """image id -> an answer in the detection format (pixels), its boxes in the results' order."""
     from perception_r1.tasks.coco import coco_files
 
-    instances = io.read_json_object(coco_files(data_path, split)[0]) if data_path.is_dir() else _read(data_path)
+    instances = io.read_json_object(coco_files(data_path, split)[0])  # the folder the detection loader read
     names = {c.get("id"): c.get("name") for c in instances.get("categories", []) if isinstance(c, dict)}
     answers: dict[str, list[dict[str, Any]]] = {}
     for i, result in enumerate(results, 1):

@@ -35,8 +35,8 @@ def is_run(path: str | Path) -> bool:
     return True
 
 
-def trained_policy(source: Path, coords: str | None = None) -> tuple[Policy, Path]:
-    """(the policy at the run's latest checkpoint or the ``step-N`` given, that checkpoint's directory).
+def trained_policy(source: Path, coords: str | None = None) -> Policy:
+    """The policy at the run's latest checkpoint or the ``step-N`` given, named after that checkpoint.
     ``coords``: the space its answers are read in (default: the run's own setting, else the family's)."""
     from perception_r1.model.lora import ADAPTER_FILE, apply_lora, load_adapter
     from perception_r1.model.policy import Policy
@@ -63,4 +63,4 @@ def trained_policy(source: Path, coords: str | None = None) -> tuple[Policy, Pat
     except (ValueError, OSError, KeyError) as exc:
         raise UserError(f"{chosen}: {exc}") from exc
     policy.name = f"{run.name} ({chosen.name})"
-    return policy, chosen
+    return policy
