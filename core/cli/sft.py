@@ -100,6 +100,8 @@ def save_beside_lock(policy, out: Path, dtype) -> Path:
     no model), so a failure (disk full) or a kill leaves no half model that loads."""
     import shutil
 
+    from perception_r1.train import rundir
+
     staging = out / f".tmp-model-{os.getpid()}"
     try:
         policy.save(staging, dtype=dtype)
@@ -107,7 +109,7 @@ def save_beside_lock(policy, out: Path, dtype) -> Path:
             os.replace(path, out / path.name)
     except BaseException:
         for path in [*out.iterdir()]:
-            if path.name != "run.lock":  # everything but the lock is this process's (the directory was empty)
+            if path.name != rundir.LOCK:  # everything but the lock is this process's (the directory was empty)
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         raise
     finally:
